@@ -1,0 +1,227 @@
+"""``kdbench run | leaderboard | plugins | ui``: the command line.
+
+Every problem a user can fix is one line on stderr and exit code 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from kdbench import __version__, leaderboard
+from kdbench.errors import KdbenchError
+from kdbench.plugins import Plugins
+from kdbench.progress import Progress
+from kdbench.spec import Spec, load
+
+DEFAULT_BENCHMARK = "mnist1d"
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("KDBENCH_CACHE", Path.home() / ".cache" / "kdbench"))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="kdbench", description="Benchmark knowledge distillation methods against the "
+        "student trained alone, over several seeds, with statistics.")
+    top.add_argument("--version", action="version", version=f"kdbench {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--strict-plugins", action="store_true",
+                        help="a plugin that fails to load is an error, not a warning")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    bench = argparse.ArgumentParser(add_help=False)
+    bench.add_argument("benchmark", nargs="?", default=DEFAULT_BENCHMARK,
+                       help=f"a built-in benchmark name or a .toml path (default {DEFAULT_BENCHMARK})")
+    bench.add_argument("--seeds", type=int, metavar="N", help="use seeds 0..N-1")
+    bench.add_argument("--methods", metavar="A,B", help="only these methods (row names)")
+    bench.add_argument("--out", type=Path, default=Path("leaderboard"),
+                       help="where leaderboard files go (default ./leaderboard)")
+    bench.add_argument("--tracking-uri", metavar="URI",
+                       help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    bench.add_argument("--cache-dir", type=Path, default=None,
+                       help="datasets and teacher checkpoints (default $KDBENCH_CACHE or "
+                       "~/.cache/kdbench)")
+    bench.add_argument("--correction", choices=["holm", "bh"], default="holm",
+                       help="multiple-comparison correction across methods (default holm)")
+
+    run = sub.add_parser("run", parents=[common, bench], help="train what is missing, then "
+                         "print and write the leaderboard")
+    run.add_argument("--fresh", action="store_true", help="retrain even runs that finished")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="worker processes (default: one per core)")
+    run.add_argument("--executor", metavar="NAME", help="executor plugin (default: the "
+                     "benchmark's, else process)")
+    run.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+
+    sub.add_parser("leaderboard", parents=[common, bench],
+                   help="rebuild the leaderboard from MLflow without training")
+    sub.add_parser("plugins", parents=[common], help="list plugins and what they registered")
+    ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
+    ui.add_argument("--tracking-uri", metavar="URI")
+    ui.add_argument("--port", type=int, default=5000)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
+    try:
+        return COMMANDS[args.command](args)
+    except KdbenchError as error:
+        if args.debug:
+            raise
+        print(f"kdbench: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdbench: interrupted; finished runs are saved and will be reused", file=sys.stderr)
+        return 130
+
+
+def _one_line_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
+    print(f"kdbench: warning: {message}", file=sys.stderr)
+
+
+def _spec(args: argparse.Namespace, plugins: Plugins) -> Spec:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    return load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise KdbenchError("--device cuda: no CUDA device is available; use --device cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise KdbenchError(f"--device must be cpu, cuda or auto, got {name!r}")
+    return name
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kdbench import sweep as sweeps
+    from kdbench.tracking import Tracker
+
+    plugins = Plugins.load(strict=args.strict_plugins)
+    spec = _spec(args, plugins)
+    cache = args.cache_dir or default_cache()
+    device = _device(args.device)
+    tracker = Tracker(args.tracking_uri)
+    sweep = sweeps.plan(spec, plugins, cache, device)
+
+    executor_name = args.executor or spec.executor.name
+    entry = plugins.entry("executors", executor_name, where="--executor: ")
+    values = dict(spec.executor.params) if executor_name == spec.executor.name else {}
+    if args.workers is not None:
+        values["workers"] = args.workers
+    if device != "cpu":
+        values["workers"] = 1  # one process owns the GPU
+    executor = entry.factory(entry.make_params(values, where=f"executor {executor_name}: "))
+
+    experiment = tracker.experiment(spec)
+    reused = {} if args.fresh else tracker.finished(
+        experiment, {r.fingerprint for r in sweep.runs}, spec.metrics)
+    teacher = sweep.teacher
+    checkpoint = teacher.job.teacher.checkpoint
+    if teacher.fingerprint in reused and checkpoint and not Path(checkpoint).is_file() \
+            and not tracker.restore_checkpoint(reused[teacher.fingerprint].run_id,
+                                               Path(checkpoint)):
+        del reused[teacher.fingerprint]
+
+    sweep_id = tracker.start_sweep(experiment, spec, {"fresh": args.fresh, "device": device,
+                                                      "executor": executor_name})
+    progress = Progress(workers=getattr(executor, "workers", 1))
+    plugins.register_observer(progress, "kdbench-progress")
+    status = "FAILED"
+    try:
+        results = sweeps.execute(
+            sweep, executor, plugins, reused=reused,
+            log=lambda run, result: tracker.log(experiment, sweep_id, run, result))
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        plugins.unregister_observer(progress)
+        if status != "FINISHED":
+            tracker.end_sweep(sweep_id, status)
+    board = leaderboard.build(sweep, results, higher_is_better=_higher(plugins, spec),
+                              options=leaderboard.Options(correction=args.correction))
+    paths = leaderboard.write(board, args.out)
+    for path in paths:
+        tracker.log_artifact(sweep_id, path)
+    tracker.end_sweep(sweep_id, "FINISHED")
+    print(leaderboard.terminal(board))
+    print(f"\nwrote {', '.join(str(p) for p in paths)}; MLflow: {tracker.uri} "
+          f"(kdbench ui{'' if tracker.uri == 'sqlite:///mlflow.db' else ' --tracking-uri ' + tracker.uri})")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from kdbench import sweep as sweeps
+    from kdbench.tracking import Tracker
+
+    plugins = Plugins.load(strict=args.strict_plugins)
+    spec = _spec(args, plugins)
+    tracker = Tracker(args.tracking_uri)
+    sweep = sweeps.plan(spec, plugins, args.cache_dir or default_cache())
+    experiment = tracker.experiment(spec, create=False)
+    results = tracker.finished(experiment, {r.fingerprint for r in sweep.runs}, spec.metrics)
+    if not any(r.role != "teacher" and r.fingerprint in results for r in sweep.runs):
+        raise KdbenchError(f"no finished runs of benchmark {spec.name!r} in {tracker.uri}: "
+                           f"run `kdbench run {args.benchmark}` first")
+    board = leaderboard.build(sweep, results, higher_is_better=_higher(plugins, spec),
+                              options=leaderboard.Options(correction=args.correction))
+    paths = leaderboard.write(board, args.out)
+    missing = sum(1 for r in sweep.runs if r.fingerprint not in results)
+    print(leaderboard.terminal(board))
+    if missing:
+        print(f"\n{missing} run(s) of this benchmark have not finished yet: "
+              f"`kdbench run {args.benchmark}` trains them")
+    print(f"\nwrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _higher(plugins: Plugins, spec: Spec) -> bool:
+    entry = plugins.entry("metrics", spec.metric)
+    return entry.factory(entry.make_params({})).higher_is_better
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = Plugins.load(strict=args.strict_plugins)
+    for info in plugins.infos:
+        origin = f"{info.distribution} {info.version}".strip()
+        print(f"{info.name}  ({origin}; {info.module})")
+        if info.error:
+            print(f"  FAILED: {info.error}")
+            continue
+        for kind, names in plugins.registered_by(info.name).items():
+            print(f"  {kind}: {', '.join(names)}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from kdbench.tracking import resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    os.execv(sys.executable, command)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins,
+            "ui": cmd_ui}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Where runs execute: in this process, or in a pool of worker processes.
+
+An executor maps :func:`kdbench.train.execute` over jobs and yields each
+result as it finishes, together with the progress its workers report. It never
+writes to the tracking store: the driver does, as results arrive.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from kdbench.runs import Job, RunResult
+
+Progress = Callable[[int, str, int, int, dict[str, float]], None]
+"""``progress(job_index, phase, epoch, epochs, metrics)``."""
+
+
+class Executor(Protocol):
+    def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
+        """Execute ``jobs``; yield ``(index, result)`` in completion order."""
+        ...
+
+
+@dataclass(frozen=True)
+class SerialParams:
+    threads: int = 0
+    """Torch intra-op threads; 0 means every core."""
+
+
+class Serial:
+    """Runs one job after another in this process."""
+
+    Params = SerialParams
+
+    def __init__(self, params: SerialParams) -> None:
+        self.threads = params.threads or os.cpu_count() or 1
+
+    def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
+        from kdbench.train import execute
+
+        torch.set_num_threads(self.threads)
+        for i, job in enumerate(jobs):
+            yield i, execute(job, lambda *event, i=i: progress(i, *event))
+
+
+@dataclass(frozen=True)
+class ProcessParams:
+    workers: int = 0
+    """Worker processes; 0 means one per core (at most the number of jobs)."""
+    threads: int = 0
+    """Torch threads per worker; 0 splits the cores evenly (at least 1)."""
+
+
+class Processes:
+    """A pool of worker processes, each with a fair share of the cores.
+
+    Small networks use several cores poorly, so on a 2-core machine two
+    single-threaded workers finish a sweep faster than one with two threads.
+    Workers are spawned, not forked: a forked copy of an initialised torch can
+    deadlock in OpenMP.
+    """
+
+    Params = ProcessParams
+
+    def __init__(self, params: ProcessParams) -> None:
+        self.workers = params.workers or os.cpu_count() or 1
+        self.threads = params.threads
+
+    def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
+        if not jobs:
+            return
+        # Threads follow the pool's size, not the number of jobs, so that a run gives the
+        # same numbers whether it trains alone or among others.
+        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        workers = max(1, min(self.workers, len(jobs)))
+        if workers == 1:
+            yield from Serial(SerialParams(threads)).map(jobs, progress)
+            return
+        context = mp.get_context("spawn")
+        events = context.Queue()
+        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
+                                    initargs=(events, threads)) as pool:
+            pending = {pool.submit(_work, i, job): i for i, job in enumerate(jobs)}
+            try:
+                while pending:
+                    done, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                    _drain(events, progress)
+                    for future in done:
+                        index = pending.pop(future)
+                        yield index, _result(future)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+            finally:
+                _drain(events, progress)
+
+
+_events: Any = None
+
+
+def _init(events: Any, threads: int) -> None:
+    global _events  # the worker's end of the progress queue, set once per process
+    _events = events
+    torch.set_num_threads(threads)
+
+
+def _work(index: int, job: Job) -> RunResult:
+    from kdbench.train import execute
+
+    def emit(*event: Any) -> None:
+        _events.put((index, *event))
+
+    return execute(job, emit)
+
+
+def _drain(events: Any, progress: Progress) -> None:
+    while True:
+        try:
+            index, *event = events.get_nowait()
+        except queue.Empty:
+            return
+        progress(index, *event)
+
+
+def _result(future: cf.Future) -> RunResult:
+    try:
+        return future.result()
+    except Exception as error:  # a worker that died (out of memory, killed) fails its run only
+        return RunResult("", "failed", error=f"worker failed: {type(error).__name__}: {error}")

@@ -1,0 +1,229 @@
+"""Results to leaderboards: a terminal table and ``<benchmark>.{md,csv,json}`` files.
+
+The JSON file is the machine-readable contract::
+
+    {"benchmark": str, "metric": str, "higher_is_better": bool,
+     "primary_test": str, "correction": str,
+     "teacher": {"name": str, "value": float},
+     "baseline": {"seeds": [int], "values": [float], "mean": float, "std": float, "ci95": [lo, hi]},
+     "rows": [{"method": str, "uses": str, "params": {...}, "seeds": [int], "values": [float],
+               "mean": float, "std": float, "ci95": [lo, hi], "delta": float,
+               "delta_ci95": [lo, hi], "p": {"paired_t", "wilcoxon", "welch", "mannwhitney"},
+               "p_holm": float, "hedges_g": float, "prob_improvement": float,
+               "verdict": str, "seeds_needed": {...}, "note": str}],
+     "failed": [{"method": str, "seed": int, "error": str}]}
+
+``values[i]`` is the final metric of seed ``seeds[i]``; rows are ranked by mean.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdbench import stats
+from kdbench.runs import RunResult
+from kdbench.sweep import Sweep
+
+
+@dataclass(frozen=True)
+class Options:
+    correction: str = "holm"
+    alpha: float = 0.05
+
+
+def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = True,
+          options: Options = Options()) -> dict[str, Any]:
+    """The leaderboard of ``sweep`` from ``results`` (by fingerprint), as the JSON contract."""
+    spec = sweep.spec
+    metric = spec.metric
+    samples: dict[str, tuple[list[int], list[float]]] = {}
+    failed = []
+    for run in sweep.students():
+        result = results.get(run.fingerprint)
+        if result is None:
+            continue
+        if result.status != "finished" or metric not in result.metrics:
+            failed.append({"method": run.label, "seed": run.seed,
+                           "error": result.error or f"no {metric}"})
+            continue
+        seeds, values = samples.setdefault(run.label, ([], []))
+        seeds.append(run.seed)
+        values.append(float(result.metrics[metric]))
+
+    teacher = results.get(sweep.teacher.fingerprint)
+    teacher_value = teacher.metrics.get(metric) if teacher and teacher.status == "finished" \
+        else None
+    base_seeds, base_values = samples.get("baseline", ([], []))
+    base = stats.summarize(base_values) if base_values else None
+    board: dict[str, Any] = {
+        "benchmark": spec.name,
+        "metric": metric,
+        "higher_is_better": higher_is_better,
+        "primary_test": "paired_t",
+        "correction": options.correction,
+        "alpha": options.alpha,
+        "teacher": {"name": _teacher_name(sweep), "value": _num(teacher_value)},
+        "baseline": {"seeds": base_seeds, "values": base_values,
+                     "mean": _num(base.mean if base else None),
+                     "std": _num(base.std if base else None),
+                     "ci95": _pair(base.ci95 if base else None)},
+        "rows": [],
+        "failed": failed,
+    }
+    rows = {m.label: m for m in spec.methods}
+    method_samples = {label: stats.Sample(*samples[label]) for label in rows if label in samples}
+    comparisons = stats.compare(stats.Sample(base_seeds, base_values), method_samples,
+                                alpha=options.alpha, correction=options.correction,
+                                higher_is_better=higher_is_better) \
+        if base_values and method_samples else {}
+    for label, sample in method_samples.items():
+        row: dict[str, Any] = {"method": label, "uses": rows[label].method,
+                               "params": rows[label].params, "seeds": sample.seeds,
+                               "values": sample.values}
+        c = comparisons.get(label)
+        summary = c.summary if c else stats.summarize(sample.values)
+        row.update(mean=_num(summary.mean), std=_num(summary.std), ci95=_pair(summary.ci95))
+        if c is not None:
+            row.update(
+                delta=_num(c.delta), delta_ci95=_pair(c.delta_ci95),
+                p={k: _num(v) for k, v in c.p.items()}, primary=c.primary,
+                p_holm=_num(c.p_holm), hedges_g=_num(c.hedges_g),
+                prob_improvement=_num(c.prob_improvement), verdict=c.verdict,
+                seeds_needed=c.seeds_needed, note=c.note)
+        board["rows"].append(row)
+    sign = -1 if higher_is_better else 1
+    board["rows"].sort(key=lambda r: sign * (r["mean"] if r["mean"] is not None else -math.inf))
+    return board
+
+
+def _teacher_name(sweep: Sweep) -> str:
+    t = sweep.spec.teacher
+    return t.model.name if t.model is not None else t.provider
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return float(value)
+
+
+def _pair(values: tuple[float, float] | None) -> list[float | None] | None:
+    return None if values is None else [_num(v) for v in values]
+
+
+# Rendering ----------------------------------------------------------------------
+
+COLUMNS = ["rank", "method", "mean", "std", "ci95", "delta", "delta_ci95", "p_paired_t",
+           "p_wilcoxon", "p_welch", "p_mannwhitney", "p_holm", "hedges_g",
+           "prob_improvement", "verdict", "seeds", "seeds_needed"]
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v, digits) for v in value) + "]"
+    return str(value)
+
+
+def _pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+
+
+def table_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat rows (teacher, baseline, then the ranked methods) for CSV and markdown."""
+    base = board["baseline"]
+    out = [
+        {"rank": "", "method": "teacher", "mean": board["teacher"]["value"],
+         "verdict": "", "seeds": 1},
+        {"rank": "", "method": "baseline", "mean": base["mean"], "std": base["std"],
+         "ci95": base["ci95"], "verdict": "(reference)", "seeds": len(base["values"])},
+    ]
+    for i, row in enumerate(board["rows"], 1):
+        flat = {k: row.get(k) for k in COLUMNS if k in row}
+        flat.update(rank=i, seeds=len(row["values"]))
+        for test, p in (row.get("p") or {}).items():
+            flat[f"p_{test}"] = p
+        needed = row.get("seeds_needed") or {}
+        flat["seeds_needed"] = needed.get("for_80_power")
+        out.append(flat)
+    return out
+
+
+def terminal(board: dict[str, Any]) -> str:
+    """A compact table for people: metric in percent points, verdict beside every row."""
+    base = board["baseline"]
+    header = ["#", "method", f"{board['metric']} mean ± std", "Δ vs baseline [95% CI]",
+              "p (Holm)" if board["correction"] == "holm" else "p (BH)", "verdict", "seeds"]
+    lines = [["", "teacher", _pct(board["teacher"]["value"]), "", "", "", "1"],
+             ["", "baseline", f"{_pct(base['mean'])} ± {_pct(base['std'])}", "", "",
+              "(reference)", str(len(base["values"]))]]
+    for i, row in enumerate(board["rows"], 1):
+        ci = row.get("delta_ci95") or [None, None]
+        delta = f"{_pct(row.get('delta'), True)} [{_pct(ci[0], True)}, {_pct(ci[1], True)}]" \
+            if row.get("delta") is not None else "–"
+        p = row.get("p_holm")
+        lines.append([str(i), row["method"], f"{_pct(row['mean'])} ± {_pct(row['std'])}", delta,
+                      "–" if p is None else f"{p:.3g}", row.get("verdict", "–"),
+                      str(len(row["values"]))])
+    widths = [max(len(str(r[c])) for r in [header, *lines]) for c in range(len(header))]
+    def fmt(r: list[str]) -> str:
+        return "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+    text = [f"{board['benchmark']}: {board['metric']} (%), {len(base['values'])} seeds, "
+            f"primary test {board['primary_test']}, {board['correction']}-corrected, "
+            f"α = {board['alpha']}", fmt(header), fmt(["-" * w for w in widths])]
+    text += [fmt(r) for r in lines]
+    notes = [f"  {r['method']}: {r['note']}" for r in board["rows"] if r.get("note")]
+    if notes:
+        text += ["notes:", *dict.fromkeys(notes)]
+    for f in board["failed"]:
+        text.append(f"failed: {f['method']} seed {f['seed']}: {f['error']}")
+    return "\n".join(text)
+
+
+def markdown(board: dict[str, Any]) -> str:
+    rows = table_rows(board)
+    lines = [f"# {board['benchmark']}", "",
+             f"Metric: `{board['metric']}`; primary test: `{board['primary_test']}`, "
+             f"{board['correction']}-corrected across methods, α = {board['alpha']}.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
+    if board["failed"]:
+        lines += ["", "Failed runs:", ""]
+        lines += [f"- {f['method']} seed {f['seed']}: {f['error']}" for f in board["failed"]]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(board: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in table_rows(board):
+        writer.writerow({c: _fmt(row.get(c), 6) if row.get(c) is not None else ""
+                         for c in COLUMNS})
+    return buffer.getvalue()
+
+
+def write(board: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``<out>/<benchmark>.{md,csv,json}``; returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    name = board["benchmark"]
+    files = {
+        out / f"{name}.json": json.dumps(board, indent=2, allow_nan=False) + "\n",
+        out / f"{name}.md": markdown(board),
+        out / f"{name}.csv": csv_text(board),
+    }
+    for path, text in files.items():
+        path.write_text(text)
+    return list(files)

@@ -1,0 +1,108 @@
+"""What a distillation method is: the taps it reads, the modules it adds, the loss it computes.
+
+The training loop (``kdbench.train``) owns everything else: data order,
+optimiser, schedule, evaluation, logging. A method subclasses :class:`Method`
+and overrides what its paper changes::
+
+    class KD(Method):
+        '''Hinton et al. 2015, "Distilling the Knowledge in a Neural Network".'''
+        name = "kd"
+        Params = KDParams          # a dataclass with the paper's defaults
+        needs = frozenset({"logits"})
+
+        def loss(self, s, t, y, idx):
+            return {"ce": ..., "kd": ...}
+
+:class:`Method` itself is the baseline: the student trained alone with
+cross-entropy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kdbench.data import DataInfo
+from kdbench.taps import Taps, TapShapes
+
+LossTerms = dict[str, Tensor]
+"""Named loss terms; the loop sums them, backpropagates the sum and logs each."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A warm-up phase that runs before the main training (FitNet's hint stage, AB's
+    initialisation). It trains every parameter that ``loss`` reaches (student and the
+    method's modules) with the recipe's optimiser at a constant learning rate, and is
+    logged as its own phase."""
+
+    name: str
+    epochs: int
+    loss: Callable[[Taps, Taps | None, Tensor, Tensor], LossTerms]
+
+
+class Method:
+    """The student baseline: cross-entropy on the labels, no teacher.
+
+    Class attributes a method sets:
+
+    ``name``
+        The name benchmark files use.
+    ``Params``
+        A dataclass of hyperparameters whose defaults are the paper's.
+    ``needs``
+        The student taps ``loss`` reads: any of ``logits``, ``embedding``,
+        ``stages``.
+    ``teacher_needs``
+        The teacher taps ``loss`` reads; ``None`` means the same as ``needs``,
+        an empty set means the method uses no teacher.
+    ``trains_teacher``
+        The teacher is a peer trained from scratch together with the student
+        (mutual learning): the loop initialises the teacher architecture, hands
+        its taps to ``loss`` with gradients, and optimises its parameters too.
+    """
+
+    name: ClassVar[str] = "baseline"
+    Params: ClassVar[type | None] = None
+    needs: ClassVar[frozenset[str]] = frozenset({"logits"})
+    teacher_needs: ClassVar[frozenset[str] | None] = frozenset()
+    trains_teacher: ClassVar[bool] = False
+
+    def __init__(self, params: Any = None) -> None:
+        self.params = params
+
+    @classmethod
+    def teacher_taps(cls) -> frozenset[str]:
+        return cls.needs if cls.teacher_needs is None else cls.teacher_needs
+
+    @classmethod
+    def uses_teacher(cls) -> bool:
+        return bool(cls.teacher_taps())
+
+    def check(self, student: TapShapes, teacher: TapShapes | None) -> None:
+        """Raise :class:`kdbench.errors.Incompatible` if this method cannot work on
+        these models. Called at planning time, before any training."""
+
+    def build(self, student: TapShapes, teacher: TapShapes | None,
+              info: DataInfo) -> nn.Module | None:
+        """Extra trainable modules (connectors, regressors, embeddings), built from the tap
+        shapes. The method keeps a reference for ``loss``; the loop trains them with the
+        student and drops them after training (they are not part of the student's size)."""
+        return None
+
+    def stages(self) -> list[Stage]:
+        """Warm-up stages, run in order before the main training."""
+        return []
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch of the main training (0-based), for schedules such as
+        DKD's warm-up."""
+
+    def loss(self, s: Taps, t: Taps | None, y: Tensor, idx: Tensor) -> LossTerms:
+        """Loss terms for one batch: ``s`` and ``t`` are the student's and teacher's taps,
+        ``y`` the labels and ``idx`` the samples' indices in the training set."""
+        return {"ce": F.cross_entropy(s.logits, y)}

@@ -1,0 +1,79 @@
+"""The plain data of a run: what to train (:class:`Job`), where it sits in a sweep
+(:class:`Run`) and what came out (:class:`RunResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kdbench.spec import Component, Recipe
+
+Role = Literal["teacher", "baseline", "method"]
+
+
+@dataclass(frozen=True)
+class TeacherRef:
+    """How a run gets its teacher: a provider, its architecture and parameters, and where
+    kdbench keeps the checkpoint of a teacher it trains."""
+
+    provider: str
+    model: Component | None
+    params: dict[str, Any]
+    fingerprint: str
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs to execute one run; picklable, a pure input."""
+
+    role: Role
+    method: str | None
+    method_params: dict[str, Any]
+    seed: int
+    dataset: Component
+    model: Component | None
+    recipe: Recipe
+    teacher: TeacherRef | None
+    metrics: tuple[str, ...]
+    cache_dir: str
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: a row label, a seed and the fingerprint of all its inputs."""
+
+    role: Role
+    label: str
+    seed: int
+    fingerprint: str
+    job: Job
+
+    @property
+    def method(self) -> str | None:
+        return self.job.method
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.job.method_params
+
+    def describe(self) -> str:
+        return f"{self.label} seed {self.seed}"
+
+
+@dataclass
+class RunResult:
+    """What a run produced. ``metrics`` are the final test metrics; ``history`` has one
+    dict per epoch and phase (loss terms and test metrics)."""
+
+    fingerprint: str
+    status: Literal["finished", "failed"]
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    student_parameters: int = 0
+    checkpoint: str | None = None
+    error: str | None = None
+    run_id: str | None = None
+    reused: bool = False

@@ -1,0 +1,111 @@
+"""Teachers: trained once by kdbench, or loaded from a checkpoint, then frozen.
+
+A teacher provider is registered under ``kdbench_teachers`` as a class with a
+``Params`` dataclass and:
+
+``trains``
+    ``True`` when kdbench trains the teacher itself (a ``teacher`` run of the
+    sweep, cached by fingerprint); ``False`` when the weights come from
+    elsewhere and the teacher run only evaluates it.
+``needs_model``
+    Whether ``[teacher] model`` (an architecture name) is required.
+``fingerprint(spec_fingerprint) -> str``
+    The identity of the teacher's weights; raises a clear error for a missing
+    checkpoint at planning time.
+``load(model, checkpoint) -> nn.Module``
+    The teacher, given the freshly built architecture (or ``None``) and the
+    checkpoint kdbench wrote for a trained teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from kdbench.errors import KdbenchError
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with gradients off: a teacher never learns from its student."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def load_state(path: Path, model: nn.Module) -> nn.Module:
+    """Load a state dict saved by ``torch.save`` into ``model``, safely (``weights_only``)."""
+    if not path.is_file():
+        raise KdbenchError(f"teacher checkpoint {path} does not exist: fix [teacher] path, "
+                           "or use provider = \"train\" to let kdbench train one")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise KdbenchError(f"cannot read teacher checkpoint {path}: {error}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise KdbenchError(f"teacher checkpoint {path} does not fit the architecture: {first}"
+                           ) from None
+    return model
+
+
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+class Trained:
+    """A teacher that kdbench trains with ``[teacher.recipe]`` and caches by fingerprint."""
+
+    Params = NoParams
+    trains: ClassVar[bool] = True
+    needs_model: ClassVar[bool] = True
+
+    def __init__(self, params: NoParams) -> None:
+        self.params = params
+
+    def fingerprint(self, spec_fingerprint: str) -> str:
+        return spec_fingerprint
+
+    def load(self, model: nn.Module | None, checkpoint: Path | None) -> nn.Module:
+        assert model is not None and checkpoint is not None
+        return load_state(checkpoint, model)
+
+
+@dataclass(frozen=True)
+class CheckpointParams:
+    path: str = ""
+    """A file written by ``torch.save(model.state_dict())`` (or a dict with ``state_dict``)."""
+
+
+class Checkpoint:
+    """A teacher architecture loaded from a state-dict checkpoint file."""
+
+    Params = CheckpointParams
+    trains: ClassVar[bool] = False
+    needs_model: ClassVar[bool] = True
+
+    def __init__(self, params: CheckpointParams) -> None:
+        if not params.path:
+            raise KdbenchError("[teacher] provider \"checkpoint\" needs path = \"...\"")
+        self.path = Path(params.path).expanduser()
+
+    def fingerprint(self, spec_fingerprint: str) -> str:
+        if not self.path.is_file():
+            raise KdbenchError(f"teacher checkpoint {self.path} does not exist: fix [teacher] "
+                               "path, or use provider = \"train\" to let kdbench train one")
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return hashlib.sha256(f"{spec_fingerprint}:{digest}".encode()).hexdigest()
+
+    def load(self, model: nn.Module | None, checkpoint: Path | None) -> nn.Module:
+        assert model is not None
+        return load_state(self.path, model)

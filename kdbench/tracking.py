@@ -1,0 +1,167 @@
+"""MLflow: the only writer of results, and where the leaderboard reads them back.
+
+One experiment per benchmark; one parent run per sweep; one child run per
+(role, method, params, seed) with flat params, per-epoch metrics and the tags
+``kdbench.role``, ``kdbench.label``, ``kdbench.method``, ``kdbench.seed`` and
+``kdbench.fingerprint``. A run whose fingerprint already FINISHED is reused.
+Only the driver process writes (SQLite has one writer).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kdbench.errors import TrackingError
+from kdbench.runs import Run, RunResult
+from kdbench.spec import Spec
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+TAG = "kdbench."
+
+
+def resolve_uri(uri: str | None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+class Tracker:
+    """A connection to the tracking store for one benchmark."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = resolve_uri(uri)
+        # Fail fast on an unreachable server instead of MLflow's minutes of retries.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        from mlflow import MlflowClient
+
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client.search_experiments(max_results=1)
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise TrackingError(
+                f"cannot use tracking store {self.uri}: {first[:300]}; start the server, fix "
+                f"--tracking-uri / MLFLOW_TRACKING_URI, or use the default {DEFAULT_URI}"
+            ) from None
+
+    # Experiments and sweeps -----------------------------------------------------
+
+    def experiment(self, spec: Spec, create: bool = True) -> str | None:
+        """The id of the benchmark's experiment (created on first use)."""
+        found = self.client.get_experiment_by_name(spec.name)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            return found.experiment_id
+        return self.client.create_experiment(spec.name) if create else None
+
+    def start_sweep(self, experiment_id: str, spec: Spec, options: dict[str, Any]) -> str:
+        run = self.client.create_run(experiment_id, run_name=f"sweep {spec.name}",
+                                     tags={TAG + "role": "sweep", TAG + "benchmark": spec.name})
+        from mlflow.entities import Param
+
+        params = {"benchmark": str(spec.path), "seeds": ",".join(map(str, spec.seeds)),
+                  "methods": ",".join(m.label for m in spec.methods), "metric": spec.metric,
+                  **{k: str(v) for k, v in options.items()}}
+        self.client.log_batch(run.info.run_id,
+                              params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        return run.info.run_id
+
+    def end_sweep(self, sweep_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(sweep_id, status)
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        self.client.log_artifact(run_id, str(path))
+
+    # Runs -----------------------------------------------------------------------
+
+    def log(self, experiment_id: str, sweep_id: str | None, run: Run, result: RunResult) -> str:
+        """Write one run with its params, per-epoch metrics, tags and status."""
+        from mlflow.entities import Metric, Param
+
+        tags = {
+            TAG + "role": run.role, TAG + "label": run.label, TAG + "method": run.method or "",
+            TAG + "seed": str(run.seed), TAG + "fingerprint": run.fingerprint,
+            TAG + "seconds": f"{result.seconds:.2f}",
+            TAG + "student_parameters": str(result.student_parameters),
+        }
+        if sweep_id:
+            tags["mlflow.parentRunId"] = sweep_id
+        if result.error:
+            tags[TAG + "error"] = result.error[:5000]
+        created = self.client.create_run(experiment_id, run_name=f"{run.label} seed {run.seed}",
+                                         tags=tags)
+        run_id = created.info.run_id
+        job = run.job
+        params = {
+            "role": run.role, "seed": run.seed, "method": run.method or "",
+            "dataset": job.dataset.name, "model": job.model.name if job.model else "",
+            **{f"dataset.{k}": v for k, v in job.dataset.params.items()},
+            **({f"model.{k}": v for k, v in job.model.params.items()} if job.model else {}),
+            **{f"recipe.{k}": v for k, v in job.recipe.__dict__.items()},
+            **{f"method.{k}": v for k, v in run.params.items()},
+            "teacher": job.teacher.fingerprint if job.teacher else "",
+            "device": job.device,
+        }
+        metrics = []
+        for row in result.history:
+            prefix = "" if row["phase"] == "train" else f"{row['phase']}."
+            for key, value in row.items():
+                if key not in ("phase", "epoch") and isinstance(value, int | float):
+                    metrics.append(Metric(prefix + key, float(value), 0, int(row["epoch"])))
+        # The final values, under their plain names, are what the leaderboard reads.
+        last = max((int(r["epoch"]) for r in result.history if r["phase"] == "train"), default=0)
+        metrics += [Metric(k, float(v), 0, last) for k, v in result.metrics.items()
+                    if not any(m.key == k and m.step == last for m in metrics)]
+        metrics.append(Metric("seconds", result.seconds, 0, 0))
+        param_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, max(len(metrics), len(param_list)), 500):
+            self.client.log_batch(run_id, metrics=metrics[i:i + 500],
+                                  params=param_list[i:i + 500] if i < len(param_list) else [])
+        if result.checkpoint:
+            self.client.log_artifact(run_id, result.checkpoint)
+        self.client.set_terminated(run_id, "FINISHED" if result.status == "finished" else "FAILED")
+        result.run_id = run_id
+        return run_id
+
+    def finished(self, experiment_id: str | None, fingerprints: set[str],
+                 metrics: tuple[str, ...]) -> dict[str, RunResult]:
+        """The latest FINISHED run for each fingerprint that has one, as results."""
+        if experiment_id is None:
+            return {}
+        found: dict[str, RunResult] = {}
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id], filter_string="attributes.status = 'FINISHED'",
+                max_results=5000, order_by=["attributes.start_time DESC"], page_token=token)
+            for r in page:
+                fp = r.data.tags.get(TAG + "fingerprint")
+                if fp in fingerprints and fp not in found:
+                    values = {m: r.data.metrics[m] for m in metrics if m in r.data.metrics}
+                    checkpoint = None
+                    found[fp] = RunResult(
+                        fp, "finished", values, [], float(r.data.metrics.get("seconds", 0.0)),
+                        int(r.data.tags.get(TAG + "student_parameters", 0) or 0), checkpoint,
+                        run_id=r.info.run_id, reused=True)
+            token = page.token
+            if not token:
+                return found
+
+    def restore_checkpoint(self, run_id: str, destination: Path) -> bool:
+        """Download a teacher's checkpoint artifact to ``destination``; ``False`` if absent."""
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                got = self.client.download_artifacts(run_id, destination.name, tmp)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(got, destination)
+            return True
+        except Exception:
+            return False

@@ -1,0 +1,303 @@
+"""The one training loop: a student, a (frozen or peer) teacher and a method.
+
+:func:`execute` is a pure function of its :class:`~kdbench.runs.Job`: the
+seed fixes the student's initialisation, the data order and any augmentation,
+so the same job gives the same result. It runs in a worker process, never
+writes to the tracking store, and reports progress through ``emit``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kdbench.data import Dataset, batches
+from kdbench.errors import Diverged, KdbenchError
+from kdbench.method import LossTerms, Method
+from kdbench.metrics import Metric
+from kdbench.plugins import Plugins
+from kdbench.runs import Job, RunResult, TeacherRef
+from kdbench.spec import Component, Recipe
+from kdbench.taps import Tapped, Taps, shapes
+from kdbench.teacher import freeze
+
+Emit = Callable[[str, int, int, dict[str, float]], None]
+"""``emit(phase, epoch, epochs, metrics)``: progress of a run, epoch by epoch."""
+
+# Teacher taps for the whole training set are cached when they fit in this many numbers.
+TEACHER_CACHE_LIMIT = 2**27
+
+
+@functools.cache
+def plugins() -> Plugins:
+    """This process's plugins (workers load their own)."""
+    return Plugins.load()
+
+
+@functools.cache
+def _dataset(name: str, params_json: str, cache_dir: str) -> Dataset:
+    entry = plugins().entry("datasets", name)
+    return entry.factory(entry.make_params(json.loads(params_json)), Path(cache_dir) / "data")
+
+
+def dataset(component: Component, cache_dir: str, device: str = "cpu") -> Dataset:
+    """The dataset of ``component``, built once per process."""
+    data = _dataset(component.name, json.dumps(component.params, sort_keys=True), cache_dir)
+    return data if device == "cpu" else data.to(device)
+
+
+def build_model(component: Component, data: Dataset) -> nn.Module:
+    entry = plugins().entry("students", component.name)
+    return entry.factory(entry.make_params(component.params), data.info)
+
+
+def load_teacher(ref: TeacherRef, data: Dataset) -> nn.Module:
+    """The frozen teacher of ``ref``."""
+    entry = plugins().entry("teachers", ref.provider)
+    provider = entry.factory(entry.make_params(ref.params))
+    model = build_model(ref.model, data) if ref.model is not None else None
+    checkpoint = Path(ref.checkpoint) if ref.checkpoint else None
+    return freeze(provider.load(model, checkpoint))
+
+
+def make_method(job: Job) -> Method:
+    if job.method is None:
+        return Method()
+    entry = plugins().entry("methods", job.method)
+    return entry.factory(entry.make_params(job.method_params))
+
+
+def make_optimizer(params: Iterable[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+    params = list(params)
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                               weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int
+                  ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A per-step schedule, so that short runs anneal as smoothly as long ones."""
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
+    if recipe.schedule == "step":
+        milestones = [m * steps_per_epoch for m in recipe.milestones]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, recipe.gamma)
+    return None
+
+
+class TeacherTaps:
+    """The teacher's taps for a batch of training indices.
+
+    Without augmentation the frozen teacher sees the same inputs every epoch,
+    so its taps over the whole training set are computed once and indexed.
+    """
+
+    def __init__(self, tapped: Tapped | None, data: Dataset, frozen: bool, batch_size: int):
+        self.tapped = tapped
+        self.frozen = frozen
+        self.cache: Taps | None = None
+        if tapped is None or not frozen or data.augment is not None:
+            return
+        with torch.no_grad():
+            first = tapped(data.x_train[:1])
+            size = sum(t.numel() for t in _flat(first)) * len(data.x_train)
+            if size > TEACHER_CACHE_LIMIT:
+                return
+            parts = [tapped(data.x_train[i]) for i in batches(len(data.x_train), 4 * batch_size)]
+        self.cache = Taps(
+            logits=torch.cat([p.logits for p in parts]),
+            embedding=torch.cat([p.embedding for p in parts]) if first.embedding is not None
+            else None,
+            stages=[torch.cat([p.stages[k] for p in parts]) for k in range(len(first.stages))],
+        )
+
+    def __call__(self, x: Tensor, idx: Tensor) -> Taps | None:
+        if self.tapped is None:
+            return None
+        if self.cache is not None:
+            c = self.cache
+            return Taps(c.logits[idx], c.embedding[idx] if c.embedding is not None else None,
+                        [s[idx] for s in c.stages])
+        if self.frozen:
+            with torch.no_grad():
+                return self.tapped(x)
+        return self.tapped(x)
+
+
+def _flat(taps: Taps) -> list[Tensor]:
+    return [taps.logits, *([taps.embedding] if taps.embedding is not None else []),
+            *taps.stages]
+
+
+def execute(job: Job, emit: Emit | None = None) -> RunResult:
+    """Train (or, for a teacher from elsewhere, evaluate) the network of ``job``.
+
+    A non-finite loss or any error gives a ``failed`` result with a one-line
+    reason instead of an exception, so a sweep never loses finished work.
+    """
+    start = time.perf_counter()
+    fingerprint = ""
+    try:
+        return _execute(job, emit or (lambda *_: None), start)
+    except KdbenchError as error:
+        return RunResult(fingerprint, "failed", seconds=time.perf_counter() - start,
+                         error=str(error))
+    except Exception as error:
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        return RunResult(fingerprint, "failed", seconds=time.perf_counter() - start,
+                         error=f"{type(error).__name__}: {error} "
+                               f"(at {Path(where.filename).name}:{where.lineno})")
+
+
+def _execute(job: Job, emit: Emit, start: float) -> RunResult:
+    device = torch.device(job.device)
+    data = dataset(job.dataset, job.cache_dir, job.device)
+    metrics = {name: _metric(name) for name in job.metrics}
+    method = make_method(job)
+
+    if job.role == "teacher" and job.teacher is not None:
+        entry = plugins().entry("teachers", job.teacher.provider)
+        if not entry.factory.trains:
+            teacher = load_teacher(job.teacher, data).to(device)
+            final = evaluate(teacher, data, metrics, None)
+            emit("eval", 1, 1, final)
+            return RunResult("", "finished", final, [{"phase": "eval", "epoch": 1, **final}],
+                             time.perf_counter() - start, _size(teacher))
+
+    torch.manual_seed(job.seed)
+    student = build_model(job.model, data).to(device)
+    teacher: nn.Module | None = None
+    if job.teacher is not None and job.role != "teacher":
+        if method.trains_teacher:
+            teacher = build_model(job.teacher.model, data).to(device)
+        else:
+            teacher = load_teacher(job.teacher, data).to(device)
+
+    sample = data.x_train[:2]
+    s_shapes = shapes(student, sample)
+    t_shapes = shapes(teacher, sample) if teacher is not None else None
+    if method.uses_teacher() and teacher is None:
+        raise KdbenchError(f"method {job.method!r} needs a teacher and the benchmark has none")
+    method.check(s_shapes, t_shapes)
+    extra = method.build(s_shapes, t_shapes, data.info)
+    if extra is not None:
+        extra.to(device)
+
+    s_tapped = Tapped(student, method.needs)
+    t_tapped = Tapped(teacher, method.teacher_taps()) \
+        if teacher is not None and method.uses_teacher() else None
+    teacher_taps = TeacherTaps(t_tapped, data, not method.trains_teacher, job.recipe.batch_size)
+    trainable = [*student.parameters(), *(extra.parameters() if extra is not None else [])]
+    if method.trains_teacher and teacher is not None:
+        trainable += list(teacher.parameters())
+    modules = [m for m in (student, extra, teacher if method.trains_teacher else None)
+               if m is not None]
+
+    generator = torch.Generator().manual_seed(job.seed)
+    history: list[dict[str, Any]] = []
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" \
+        else nullcontext()
+
+    def epochs(phase: str, loss_fn: Callable[..., LossTerms], n_epochs: int,
+               optimizer: torch.optim.Optimizer, schedule: Any, on_epoch: Callable | None) -> None:
+        for epoch in range(n_epochs):
+            if on_epoch is not None:
+                on_epoch(epoch, n_epochs)
+            for m in modules:
+                m.train()
+            sums: dict[str, float] = {}
+            count = 0
+            for idx in batches(len(data.x_train), job.recipe.batch_size, generator):
+                x, y = data.x_train[idx], data.y_train[idx]
+                if data.augment is not None:
+                    x = data.augment(x, generator)
+                with autocast:
+                    terms = loss_fn(s_tapped(x), teacher_taps(x, idx), y, idx)
+                total = sum(terms.values())
+                if not torch.isfinite(total):
+                    raise Diverged(
+                        f"{phase} diverged at epoch {epoch + 1} (loss {total.item()}): lower "
+                        "the learning rate or the method's loss weights")
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                if schedule is not None:
+                    schedule.step()
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + value.item()
+                count += 1
+            row = {f"loss.{k}": v / count for k, v in sums.items()}
+            row["loss"] = sum(row.values())
+            row.update(evaluate(student, data, metrics, teacher))
+            history.append({"phase": phase, "epoch": epoch + 1, **row})
+            emit(phase, epoch + 1, n_epochs, row)
+
+    for stage in method.stages():
+        constant = Recipe(**{**job.recipe.__dict__, "schedule": "constant"})
+        epochs(stage.name, stage.loss, stage.epochs, make_optimizer(trainable, constant), None,
+               None)
+    optimizer = make_optimizer(trainable, job.recipe)
+    steps = math.ceil(len(data.x_train) / job.recipe.batch_size)
+    epochs("train", method.loss, job.recipe.epochs, optimizer,
+           make_schedule(optimizer, job.recipe, steps), method.start_epoch)
+
+    s_tapped.remove()
+    if t_tapped is not None:
+        t_tapped.remove()
+    final = {k: v for k, v in history[-1].items() if k in metrics} if history else \
+        evaluate(student, data, metrics, teacher)
+    checkpoint = None
+    if job.role == "teacher" and job.teacher is not None and job.teacher.checkpoint:
+        checkpoint = job.teacher.checkpoint
+        path = Path(checkpoint)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({k: v.cpu() for k, v in student.state_dict().items()}, tmp)
+        tmp.replace(path)
+    return RunResult("", "finished", final, history, time.perf_counter() - start,
+                     _size(student), checkpoint)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, metrics: dict[str, Metric],
+             teacher: nn.Module | None) -> dict[str, float]:
+    """Every metric of ``model`` on the test split."""
+    was = model.training
+    model.eval()
+    logits = _logits(model, data.x_test)
+    model.train(was)
+    t_logits = None
+    if teacher is not None and any(m.needs_teacher for m in metrics.values()):
+        t_was = teacher.training
+        teacher.eval()
+        t_logits = _logits(teacher, data.x_test)
+        teacher.train(t_was)
+    return {name: m(logits, data.y_test, t_logits) for name, m in metrics.items()
+            if t_logits is not None or not m.needs_teacher}
+
+
+def _logits(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
+    return torch.cat([model(x[i]).float() for i in batches(len(x), batch_size)])
+
+
+def _metric(name: str) -> Metric:
+    entry = plugins().entry("metrics", name)
+    return entry.factory(entry.make_params({}))
+
+
+def _size(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

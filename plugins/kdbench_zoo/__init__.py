@@ -1,0 +1,1 @@
+"""kdbench's built-in datasets, models and teacher providers, registered as a plugin."""

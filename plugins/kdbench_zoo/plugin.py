@@ -1,0 +1,19 @@
+"""Registers the zoo: datasets and model architectures."""
+
+from __future__ import annotations
+
+import kdbench
+from kdbench.registry import Register
+from kdbench_zoo import cnn1d, mlp, mnist1d
+
+
+@kdbench.hookimpl
+def kdbench_datasets(register: Register) -> None:
+    register("mnist1d", mnist1d.load, params=mnist1d.MNIST1DParams)
+
+
+@kdbench.hookimpl
+def kdbench_students(register: Register) -> None:
+    register("cnn1d", cnn1d.cnn1d, params=cnn1d.CNN1DParams)
+    register("cnn1d_small", cnn1d.cnn1d_small, params=cnn1d.SmallCNN1DParams)
+    register("mlp", mlp.mlp, params=mlp.MLPParams)

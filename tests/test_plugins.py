@@ -1,0 +1,176 @@
+"""The plugin system: built-ins through entry points, isolation of broken plugins, and a
+third-party distribution installed for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+import kdbench
+from kdbench.errors import PluginError
+from kdbench.plugins import Plugins
+
+BUILTIN_METHODS = {"kd"}
+
+
+def test_builtins_are_loaded_from_entry_points(plugins: Plugins) -> None:
+    by_name = {i.name: i for i in plugins.infos}
+    assert {"core", "zoo", "methods", "leaderboard"} <= set(by_name)
+    assert all(i.distribution == "kdbench" and i.error is None for i in by_name.values()
+               if i.name in {"core", "zoo", "methods", "leaderboard"})
+    assert BUILTIN_METHODS <= set(plugins.methods())
+    assert {"mnist1d"} <= set(plugins.datasets())
+    assert {"cnn1d", "cnn1d_small", "mlp"} <= set(plugins.students())
+    assert {"top1", "agreement"} <= set(plugins.metrics())
+    assert {"serial", "process"} <= set(plugins.executors())
+    assert {"train", "checkpoint"} <= set(plugins.teachers())
+    assert "mnist1d" in plugins.benchmarks()
+    assert plugins.methods()["kd"].plugin == "methods"
+
+
+def _module(name: str, **hooks: object) -> types.ModuleType:
+    module = types.ModuleType(name)
+    for hook, function in hooks.items():
+        setattr(module, hook, kdbench.hookimpl(function))
+    return module
+
+
+def test_a_plugin_that_fails_to_register_is_named_and_skipped() -> None:
+    def broken(register):
+        raise RuntimeError("boom")
+
+    bad = _module("bad_plugin", kdbench_methods=broken)
+    with pytest.warns(UserWarning, match=r"plugin 'bad'.*failed to register: RuntimeError: boom"):
+        plugins = Plugins.load(extra=[("bad", bad)])
+    assert "kd" in plugins.methods()
+    assert next(i for i in plugins.infos if i.name == "bad").error
+    with pytest.raises(PluginError, match="plugin 'bad'.*boom"):
+        Plugins.load(strict=True, extra=[("bad", bad)])
+
+
+def test_two_plugins_cannot_register_the_same_name() -> None:
+    from kdbench_methods.kd import KD
+
+    clash = _module("clash", kdbench_methods=lambda register: register("kd", KD))
+    with pytest.raises(PluginError, match="method 'kd' is registered by both 'methods' and 'x'"):
+        Plugins.load(strict=True, extra=[("x", clash)])
+
+
+def test_event_hook_failures_do_not_stop_the_others() -> None:
+    seen = []
+
+    class Good:
+        @kdbench.hookimpl
+        def kdbench_run_start(self, run):
+            seen.append(run)
+
+    class Bad:
+        @kdbench.hookimpl
+        def kdbench_run_start(self, run):
+            raise ValueError("nope")
+
+    plugins = Plugins.load()
+    plugins.register_observer(Bad(), "bad")
+    plugins.register_observer(Good(), "good")
+    with pytest.warns(UserWarning, match="'bad' failed in kdbench_run_start"):
+        plugins.run_start("r")
+    assert seen == ["r"]
+
+
+THIRD_PARTY = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "kdbench-extra-method"
+        version = "1.2.3"
+        [project.entry-points.kdbench]
+        extra = "kdbench_extra"
+        [tool.setuptools]
+        py-modules = ["kdbench_extra"]
+    """,
+    "kdbench_extra.py": '''
+        """A third party's method: KD on logits with a squared-error loss."""
+        from dataclasses import dataclass
+
+        import torch.nn.functional as F
+
+        import kdbench
+        from kdbench.method import Method
+
+
+        @dataclass(frozen=True)
+        class Params:
+            beta: float = 1.0
+
+
+        class LogitMSE(Method):
+            """Ba and Caruana 2014: regress the teacher's logits."""
+
+            name = "logit-mse"
+            Params = Params
+            teacher_needs = None
+
+            def loss(self, s, t, y, idx):
+                return {"ce": F.cross_entropy(s.logits, y),
+                        "mse": self.params.beta * F.mse_loss(s.logits, t.logits)}
+
+
+        @kdbench.hookimpl
+        def kdbench_methods(register):
+            register("logit-mse", LogitMSE)
+    ''',
+}
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A separate distribution, built and pip-installed into its own target directory."""
+    root = tmp_path_factory.mktemp("third-party")
+    source = root / "src"
+    source.mkdir()
+    for name, text in THIRD_PARTY.items():
+        (source / name).write_text(textwrap.dedent(text))
+    target = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
+                   check=True, capture_output=True)
+    return target
+
+
+def _kdbench(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", "kdbench.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_an_installed_distribution_adds_a_method(third_party: Path, tiny: Path,
+                                                 tmp_path: Path) -> None:
+    listed = _kdbench(["plugins"], third_party, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "extra  (kdbench-extra-method 1.2.3; kdbench_extra)" in listed.stdout
+    assert "methods: logit-mse" in listed.stdout
+
+    bench = tiny.read_text().replace("[methods.kd]", "[methods.logit-mse]\nbeta = 0.5\n\n[methods.kd]")
+    tiny.write_text(bench)
+    ran = _kdbench(["run", str(tiny), "--seeds", "1", "--methods", "logit-mse"], third_party,
+                   tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "logit-mse" in ran.stdout
+    assert "kd " not in ran.stdout.split("baseline")[-1]
+
+
+def test_without_the_distribution_the_method_is_unknown(tiny: Path, tmp_path: Path) -> None:
+    tiny.write_text(tiny.read_text().replace("[methods.kd]", "[methods.logit-mse]"))
+    ran = _kdbench(["run", str(tiny), "--seeds", "1"], tmp_path / "empty", tmp_path)
+    assert ran.returncode == 2
+    assert ran.stderr.strip().count("\n") == 0
+    assert "unknown method 'logit-mse'" in ran.stderr and "installed: kd" in ran.stderr
