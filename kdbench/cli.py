@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", metavar="NAME", help="executor plugin (default: the "
                      "benchmark's, else process)")
     run.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    run.add_argument("--until-decided", action="store_true",
+                     help="add seeds to methods without a verdict until decided (needs "
+                     "--max-seeds); each look is tested at an alpha-spending level")
+    run.add_argument("--max-seeds", type=int, metavar="N",
+                     help="with --until-decided: the most seeds any method gets")
 
     sub.add_parser("leaderboard", parents=[common, bench],
                    help="rebuild the leaderboard from MLflow without training")
@@ -106,12 +112,55 @@ def _device(name: str) -> str:
     return name
 
 
+@dataclass
+class Session:
+    """What one ``kdbench run`` holds while it trains: one sweep run in MLflow, one executor."""
+
+    plugins: Plugins
+    spec: Spec
+    tracker: Any
+    executor: Any
+    experiment: str
+    sweep_id: str
+    cache: Path
+    device: str
+    fresh: bool
+
+    def train(self, sweep: Any) -> dict:
+        """Train what ``sweep`` lacks; every result is logged as it arrives."""
+        from kdbench import sweep as sweeps
+
+        reused = {} if self.fresh else self.tracker.finished(
+            self.experiment, {r.fingerprint for r in sweep.runs}, self.spec.metrics)
+        teacher = sweep.teacher
+        checkpoint = teacher.job.teacher.checkpoint
+        if teacher.fingerprint in reused and checkpoint and not Path(checkpoint).is_file() \
+                and not self.tracker.restore_checkpoint(reused[teacher.fingerprint].run_id,
+                                                        Path(checkpoint)):
+            del reused[teacher.fingerprint]
+        self.fresh = False  # within one invocation, a run trained once is reused after
+        progress = Progress(workers=getattr(self.executor, "workers", 1))
+        self.plugins.register_observer(progress, "kdbench-progress")
+        try:
+            return sweeps.execute(
+                sweep, self.executor, self.plugins, reused=reused,
+                log=lambda run, result: self.tracker.log(self.experiment, self.sweep_id, run,
+                                                         result))
+        finally:
+            self.plugins.unregister_observer(progress)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from kdbench import sweep as sweeps
     from kdbench.tracking import Tracker
 
     plugins = Plugins.load(strict=args.strict_plugins)
     spec = _spec(args, plugins)
+    if args.until_decided and args.max_seeds is None:
+        raise KdbenchError("--until-decided needs --max-seeds N, the most seeds to spend")
+    if args.max_seeds is not None and args.max_seeds < len(spec.seeds):
+        raise KdbenchError(f"--max-seeds {args.max_seeds} is fewer than the "
+                           f"{len(spec.seeds)} seeds the benchmark starts with")
     cache = args.cache_dir or default_cache()
     device = _device(args.device)
     tracker = Tracker(args.tracking_uri)
@@ -127,42 +176,75 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = entry.factory(entry.make_params(values, where=f"executor {executor_name}: "))
 
     experiment = tracker.experiment(spec)
-    reused = {} if args.fresh else tracker.finished(
-        experiment, {r.fingerprint for r in sweep.runs}, spec.metrics)
-    teacher = sweep.teacher
-    checkpoint = teacher.job.teacher.checkpoint
-    if teacher.fingerprint in reused and checkpoint and not Path(checkpoint).is_file() \
-            and not tracker.restore_checkpoint(reused[teacher.fingerprint].run_id,
-                                               Path(checkpoint)):
-        del reused[teacher.fingerprint]
-
     sweep_id = tracker.start_sweep(experiment, spec, {"fresh": args.fresh, "device": device,
-                                                      "executor": executor_name})
-    progress = Progress(workers=getattr(executor, "workers", 1))
-    plugins.register_observer(progress, "kdbench-progress")
+                                                      "executor": executor_name,
+                                                      "until_decided": args.until_decided})
+    session = Session(plugins, spec, tracker, executor, experiment, sweep_id, cache, device,
+                      args.fresh)
+    options = leaderboard.Options(correction=args.correction)
+    higher = _higher(plugins, spec)
     status = "FAILED"
     try:
-        results = sweeps.execute(
-            sweep, executor, plugins, reused=reused,
-            log=lambda run, result: tracker.log(experiment, sweep_id, run, result))
+        if args.until_decided:
+            sweep, results, options = until_decided(session, args.max_seeds, options, higher)
+        else:
+            results = session.train(sweep)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        plugins.unregister_observer(progress)
         if status != "FINISHED":
             tracker.end_sweep(sweep_id, status)
-    board = leaderboard.build(sweep, results, higher_is_better=_higher(plugins, spec),
-                              options=leaderboard.Options(correction=args.correction))
+    board = leaderboard.build(sweep, results, higher_is_better=higher, options=options)
     paths = leaderboard.write(board, args.out)
     for path in paths:
         tracker.log_artifact(sweep_id, path)
     tracker.end_sweep(sweep_id, "FINISHED")
     print(leaderboard.terminal(board))
-    print(f"\nwrote {', '.join(str(p) for p in paths)}; MLflow: {tracker.uri} "
-          f"(kdbench ui{'' if tracker.uri == 'sqlite:///mlflow.db' else ' --tracking-uri ' + tracker.uri})")
+    ui = "kdbench ui" + ("" if tracker.uri == "sqlite:///mlflow.db"
+                         else f" --tracking-uri {tracker.uri}")
+    print(f"\nwrote {', '.join(str(p) for p in paths)}; MLflow: {tracker.uri} ({ui})")
     return 0
+
+
+def until_decided(session: Session, max_seeds: int, options: leaderboard.Options,
+                  higher: bool) -> tuple[Any, dict, leaderboard.Options]:
+    """Add seeds to the undecided methods, a batch per look, until each has a verdict or
+    ``max_seeds`` are spent.
+
+    Each look is tested at the alpha that an O'Brien–Fleming-type spending
+    function (Lan–DeMets) assigns to it (:func:`kdbench.stats.sequential_alpha`),
+    so the chance of a false "better" or "worse" over all looks stays at alpha:
+    adding seeds until significance is otherwise a well-known way to manufacture it.
+    """
+    from kdbench import stats
+    from kdbench import sweep as sweeps
+
+    spec = session.spec
+    start = len(spec.seeds)
+    batch = max(2, start)
+    looks = 1 + -(-(max_seeds - start) // batch)
+    seeds_of = {row.label: tuple(spec.seeds) for row in spec.methods}
+    n = start
+    for look in range(1, looks + 1):
+        full = sweeps.plan(replace(spec, seeds=tuple(range(n))), session.plugins,
+                           session.cache, session.device)
+        runs = [r for r in full.runs if r.role != "method" or r.seed in seeds_of[r.label]]
+        sweep = sweeps.Sweep(full.spec, full.teacher, runs)
+        results = session.train(sweep)
+        alpha = stats.sequential_alpha(look, looks, options.alpha)
+        look_options = leaderboard.Options(options.correction, alpha)
+        board = leaderboard.build(sweep, results, higher_is_better=higher, options=look_options)
+        undecided = [r["method"] for r in board["rows"] if r.get("verdict") == "no evidence"]
+        print(f"look {look}/{looks}: {n} seeds, α = {alpha:.4g}; undecided: "
+              f"{', '.join(undecided) or 'none'}", file=sys.stderr)
+        if not undecided or n >= max_seeds:
+            return sweep, results, look_options
+        n = min(max_seeds, n + batch)
+        for label in undecided:
+            seeds_of[label] = tuple(range(n))
+    return sweep, results, look_options
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Results to leaderboards: a terminal table and ``<benchmark>.{md,csv,json}`` files.
+"""Results to leaderboards: a terminal table and ``<benchmark>.{md,csv,json,html,png}`` files.
 
 The JSON file is the machine-readable contract::
 
@@ -23,6 +23,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -215,15 +216,58 @@ def csv_text(board: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
+def html(board: dict[str, Any], figure_svg: str) -> str:
+    """One self-contained page: the plot (inline SVG) above the full table."""
+    rows = table_rows(board)
+    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+    body = "".join(
+        "<tr class=\"{}\">{}</tr>".format(
+            escape(str(r.get("verdict") or "")).replace(" ", "-"),
+            "".join(f"<td>{escape(_fmt(r.get(c)))}</td>" for c in COLUMNS))
+        for r in rows)
+    failed = "".join(f"<li>{escape(f['method'])} seed {f['seed']}: {escape(f['error'])}</li>"
+                     for f in board["failed"])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{escape(board['benchmark'])} · kdbench leaderboard</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #1f2328; }}
+figure {{ margin: 0 0 1.5rem; }} figure svg {{ max-width: 100%; height: auto; }}
+table {{ border-collapse: collapse; font-size: 0.85rem; }}
+th, td {{ border-bottom: 1px solid #d0d7de; padding: 0.3rem 0.5rem; text-align: right; }}
+th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
+tr.better td {{ background: #dafbe1; }} tr.worse td {{ background: #ffebe9; }}
+</style></head><body>
+<h1>{escape(board['benchmark'])}</h1>
+<p>Metric <code>{escape(board['metric'])}</code>; primary test <code>{escape(board['primary_test'])}</code>,
+{escape(board['correction'])}-corrected across methods at α = {board['alpha']}.
+Every dot is one seed; diamonds are means with their 95% confidence intervals; the band is the
+baseline's 95% CI.</p>
+<figure id="plot">{figure_svg}</figure>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{f"<h2>Failed runs</h2><ul>{failed}</ul>" if failed else ""}
+</body></html>
+"""
+
+
 def write(board: dict[str, Any], out: Path) -> list[Path]:
-    """Write ``<out>/<benchmark>.{md,csv,json}``; returns the paths."""
+    """Write ``<out>/<benchmark>.{json,md,csv,html,png}``; returns the paths."""
+    from kdbench import plots
+
     out.mkdir(parents=True, exist_ok=True)
     name = board["benchmark"]
-    files = {
+    figure = plots.seeds_figure(board)
+    files: dict[Path, str | bytes] = {
         out / f"{name}.json": json.dumps(board, indent=2, allow_nan=False) + "\n",
-        out / f"{name}.md": markdown(board),
+        out / f"{name}.md": markdown(board) + f"\n![every seed, each mean with its 95% CI]"
+                                               f"({name}.png)\n",
         out / f"{name}.csv": csv_text(board),
+        out / f"{name}.html": html(board, plots.svg(figure)),
+        out / f"{name}.png": plots.png(figure),
     }
-    for path, text in files.items():
-        path.write_text(text)
+    for path, content in files.items():
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
     return list(files)

@@ -37,9 +37,11 @@ class Tracker:
         # Fail fast on an unreachable server instead of MLflow's minutes of retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from mlflow import MlflowClient
+
+        # MLflow sets its loggers up on import; its INFO lines would bury the progress display.
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        from mlflow import MlflowClient
 
         try:
             self.client = MlflowClient(tracking_uri=self.uri)

@@ -23,6 +23,7 @@ model = "cnn1d"
 seed = 0
 [teacher.recipe]
 epochs = 4
+batch_size = 50
 lr = 0.01
 schedule = "constant"
 
@@ -31,6 +32,7 @@ name = "cnn1d_small"
 
 [recipe]
 epochs = 2
+batch_size = 50
 lr = 0.01
 
 [executor]

@@ -1,9 +1,9 @@
 import math
 
 import torch
+from kdbench_methods.kd import KD, KDParams, kd_loss
 
 from kdbench.taps import Taps
-from kdbench_methods.kd import KD, KDParams, kd_loss
 
 
 def test_kd_loss_matches_a_hand_computation() -> None:

@@ -24,7 +24,7 @@ def test_builtins_are_loaded_from_entry_points(plugins: Plugins) -> None:
     assert {"core", "zoo", "methods", "leaderboard"} <= set(by_name)
     assert all(i.distribution == "kdbench" and i.error is None for i in by_name.values()
                if i.name in {"core", "zoo", "methods", "leaderboard"})
-    assert BUILTIN_METHODS <= set(plugins.methods())
+    assert set(plugins.methods()) >= BUILTIN_METHODS
     assert {"mnist1d"} <= set(plugins.datasets())
     assert {"cnn1d", "cnn1d_small", "mlp"} <= set(plugins.students())
     assert {"top1", "agreement"} <= set(plugins.metrics())
@@ -58,7 +58,7 @@ def test_two_plugins_cannot_register_the_same_name() -> None:
     from kdbench_methods.kd import KD
 
     clash = _module("clash", kdbench_methods=lambda register: register("kd", KD))
-    with pytest.raises(PluginError, match="method 'kd' is registered by both 'methods' and 'x'"):
+    with pytest.raises(PluginError, match=r"method 'kd' is registered by both 'methods' and 'x'"):
         Plugins.load(strict=True, extra=[("x", clash)])
 
 
@@ -173,4 +173,4 @@ def test_without_the_distribution_the_method_is_unknown(tiny: Path, tmp_path: Pa
     ran = _kdbench(["run", str(tiny), "--seeds", "1"], tmp_path / "empty", tmp_path)
     assert ran.returncode == 2
     assert ran.stderr.strip().count("\n") == 0
-    assert "unknown method 'logit-mse'" in ran.stderr and "installed: kd" in ran.stderr
+    assert "unknown method 'logit-mse'" in ran.stderr and "installed: " in ran.stderr and "kd" in ran.stderr

@@ -55,7 +55,7 @@ def test_errors_name_the_file_the_key_and_what_is_allowed(tiny: Path, tmp_path: 
 
 
 def test_missing_file_and_unknown_name(plugins) -> None:
-    with pytest.raises(SpecError, match="benchmark file nowhere.toml does not exist"):
+    with pytest.raises(SpecError, match=r"benchmark file nowhere\.toml does not exist"):
         load("nowhere.toml", plugins)
     with pytest.raises(SpecError, match=r"no benchmark named 'mnist1e' \(did you mean 'mnist1d'\?\)"):
         load("mnist1e", plugins)

@@ -59,8 +59,8 @@ def test_training_lowers_the_loss_and_logs_each_term(planned, teacher_ready) -> 
     assert last["loss"] < first["loss"]
     assert {"loss.ce", "loss.kd", "top1", "agreement"} <= set(last)
     assert 0.0 <= result.metrics["top1"] <= 1.0
-    assert result.student_parameters == sum(
-        p.numel() for p in train.build_model(job.model, train.dataset(job.dataset, job.cache_dir)).parameters())
+    student = train.build_model(job.model, train.dataset(job.dataset, job.cache_dir))
+    assert result.student_parameters == sum(p.numel() for p in student.parameters())
 
 
 def test_a_diverging_run_fails_with_a_clear_reason(planned, teacher_ready) -> None:

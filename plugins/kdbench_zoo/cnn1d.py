@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from torch import Tensor, nn
 
 from kdbench.data import DataInfo

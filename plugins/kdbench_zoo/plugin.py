@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import kdbench
 from kdbench.registry import Register
-from kdbench_zoo import cnn1d, mlp, mnist1d
+from kdbench_zoo import cnn1d, cnn2d, digits, mlp, mnist1d
 
 
 @kdbench.hookimpl
 def kdbench_datasets(register: Register) -> None:
     register("mnist1d", mnist1d.load, params=mnist1d.MNIST1DParams)
+    register("digits", digits.digits, params=digits.DigitsParams)
+    register("mnist5k", digits.mnist5k, params=digits.MNIST5kParams)
 
 
 @kdbench.hookimpl
@@ -17,3 +19,5 @@ def kdbench_students(register: Register) -> None:
     register("cnn1d", cnn1d.cnn1d, params=cnn1d.CNN1DParams)
     register("cnn1d_small", cnn1d.cnn1d_small, params=cnn1d.SmallCNN1DParams)
     register("mlp", mlp.mlp, params=mlp.MLPParams)
+    register("cnn2d", cnn2d.cnn2d, params=cnn2d.CNN2DParams)
+    register("cnn2d_small", cnn2d.cnn2d_small, params=cnn2d.SmallCNN2DParams)
