@@ -69,6 +69,14 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("leaderboard", parents=[common, bench],
                    help="rebuild the leaderboard from MLflow without training")
+    compare = sub.add_parser("compare", parents=[common],
+                             help="rank methods across benchmarks: average ranks, Friedman test, "
+                             "critical-difference diagram (Nemenyi)")
+    compare.add_argument("benchmarks", nargs="+", help="benchmark names or .toml paths")
+    compare.add_argument("--out", type=Path, default=Path("leaderboard"))
+    compare.add_argument("--name", default="compare", help="file name stem (default compare)")
+    compare.add_argument("--tracking-uri", metavar="URI")
+    compare.add_argument("--cache-dir", type=Path, default=None)
     sub.add_parser("plugins", parents=[common], help="list plugins and what they registered")
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--tracking-uri", metavar="URI")
@@ -272,6 +280,55 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Each method's mean on each benchmark, ranked (the baseline is ranked too)."""
+    import json
+
+    from kdbench import plots, ranking
+    from kdbench import sweep as sweeps
+    from kdbench.tracking import Tracker
+
+    if len(args.benchmarks) < 2:
+        raise KdbenchError("compare needs at least two benchmarks")
+    plugins = Plugins.load(strict=args.strict_plugins)
+    tracker = Tracker(args.tracking_uri)
+    scores: dict[str, dict[str, float]] = {}
+    higher = None
+    for name in args.benchmarks:
+        spec = load(name, plugins)
+        sweep = sweeps.plan(spec, plugins, args.cache_dir or default_cache())
+        results = tracker.finished(tracker.experiment(spec, create=False),
+                                   {r.fingerprint for r in sweep.runs}, spec.metrics)
+        this_higher = _higher(plugins, spec)
+        if higher is not None and this_higher != higher:
+            raise KdbenchError("compare: the benchmarks rank by metrics of opposite directions")
+        higher = this_higher
+        board = leaderboard.build(sweep, results, higher_is_better=higher)
+        if board["baseline"]["mean"] is None:
+            raise KdbenchError(f"no finished runs of benchmark {spec.name!r} in {tracker.uri}: "
+                               f"run `kdbench run {name}` first")
+        scores[spec.name] = {"baseline": board["baseline"]["mean"],
+                             **{r["method"]: r["mean"] for r in board["rows"]}}
+    result = ranking.rank(scores, higher_is_better=bool(higher))
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure = ranking.cd_diagram(result)
+    (args.out / f"{args.name}.png").write_bytes(plots.png(figure))
+    (args.out / f"{args.name}.json").write_text(json.dumps({
+        "benchmarks": result.benchmarks, "average_ranks": result.average_ranks,
+        "friedman_statistic": result.friedman_statistic, "friedman_p": result.friedman_p,
+        "critical_difference": result.critical_difference, "alpha": result.alpha,
+        "dropped": result.dropped, "scores": scores}, indent=2, allow_nan=True) + "\n")
+    print(f"average ranks over {len(result.benchmarks)} benchmarks (1 = best):")
+    for method in sorted(result.average_ranks, key=result.average_ranks.get):
+        print(f"  {result.average_ranks[method]:5.2f}  {method}")
+    print(f"Friedman χ² = {result.friedman_statistic:.3f}, p = {result.friedman_p:.3g}; "
+          f"Nemenyi critical difference at α = {result.alpha}: {result.critical_difference:.3f}")
+    if result.dropped:
+        print(f"not ranked (missing on some benchmark): {', '.join(result.dropped)}")
+    print(f"wrote {args.out / (args.name + '.png')}, {args.out / (args.name + '.json')}")
+    return 0
+
+
 def _higher(plugins: Plugins, spec: Spec) -> bool:
     entry = plugins.entry("metrics", spec.metric)
     return entry.factory(entry.make_params({})).higher_is_better
@@ -301,7 +358,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins,
+COMMANDS = {"run": cmd_run, "leaderboard": cmd_leaderboard, "compare": cmd_compare,
+            "plugins": cmd_plugins,
             "ui": cmd_ui}
 
 

@@ -133,3 +133,42 @@ def test_plugins_lists_the_builtins(capsys: pytest.CaptureFixture) -> None:
     assert "kd" in listed.removeprefix("  methods: ").split(", ")
     assert "mnist1d" in next(line for line in out.splitlines() if line.startswith("  datasets: "))
     assert "  executors: process, serial" in out
+
+
+def test_compare_ranks_methods_across_benchmarks(tiny: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    other = tmp_path / "tiny2.toml"
+    other.write_text(tiny.read_text().replace('name = "tiny"', 'name = "tiny2"')
+                     .replace("T = 4.0", "T = 2.0"))
+    for bench in (tiny, other):
+        assert main(["run", str(bench), "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tiny), str(other), "--tracking-uri", uri, "--out",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "average ranks over 2 benchmarks" in out and "Friedman" in out
+    result = json.loads((tmp_path / "compare.json").read_text())
+    assert set(result["average_ranks"]) == {"baseline", "kd"}
+    assert sorted(result["average_ranks"].values()) in ([1.0, 2.0], [1.5, 1.5])
+    assert (tmp_path / "compare.png").stat().st_size > 1000
+
+
+def test_until_decided_adds_seeds_and_stops(tiny: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    out = tmp_path / "o"
+    assert main(["run", str(tiny), "--tracking-uri", uri, "--out", str(out), "--until-decided",
+                 "--max-seeds", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "look 1/2: 2 seeds" in err
+    board = _board(out)
+    (row,) = board["rows"]
+    # Either decided at the first look, at its spent alpha, or given the second batch of seeds.
+    if "look 2/2" in err:
+        assert row["seeds"] == [0, 1, 2, 3] and board["baseline"]["seeds"] == [0, 1, 2, 3]
+    else:
+        assert row["verdict"] != "no evidence"
+    assert board["alpha"] < 0.05
+    assert main(["run", str(tiny), "--until-decided"]) == 2
+    assert "--until-decided needs --max-seeds" in capsys.readouterr().err

@@ -123,7 +123,8 @@ class CRDCritic(nn.Module):
         if neg is not None:
             pos = (anchor * bank[idx]).sum(1)
             return pos, torch.einsum("bd,bkd->bk", anchor, bank[neg])
-        every = anchor @ bank.t()
+        # A copy: the bank is updated in place before the backward pass needs it.
+        every = anchor @ bank.t().clone()
         pos = every.gather(1, idx.unsqueeze(1)).squeeze(1)
         others = torch.ones_like(every, dtype=torch.bool)
         others[torch.arange(len(idx), device=idx.device), idx] = False

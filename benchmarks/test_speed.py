@@ -1,0 +1,36 @@
+"""Speed benchmarks (pytest-benchmark); run with ``tox -e bench``, never in the plain test run.
+
+Targets on a 2-core CPU machine: one student run of the default benchmark in a few seconds
+(the whole default sweep, teacher included, in under two minutes), and a second
+``kdbench run`` that reuses every finished run in under 15 seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kdbench import sweep as sweeps
+from kdbench import train
+from kdbench.cli import default_cache, main
+from kdbench.spec import load
+
+
+def test_one_kd_run_of_the_default_benchmark(benchmark) -> None:
+    torch.set_num_threads(1)
+    plugins = train.plugins()
+    sweep = sweeps.plan(load("mnist1d", plugins).with_options(seeds=1), plugins, default_cache())
+    teacher = sweep.teacher
+    if not Path(teacher.job.teacher.checkpoint).is_file():
+        assert train.execute(teacher.job).status == "finished"
+    kd = next(r for r in sweep.runs if r.label == "kd")
+    result = benchmark.pedantic(train.execute, args=(kd.job,), rounds=3, iterations=1)
+    assert result.status == "finished"
+
+
+def test_a_second_run_reuses_everything(benchmark, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--seeds", "2", "--methods", "kd", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert benchmark.pedantic(main, args=(args,), rounds=2, iterations=1) == 0
