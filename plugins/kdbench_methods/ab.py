@@ -54,6 +54,7 @@ _NORM = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNor
 
 def ab_loss(r_s: Tensor, T: Tensor, mu: float = 1.0) -> Tensor:
     """‖ρ(T) ⊙ σ(μ − r(S))² + (1 − ρ(T)) ⊙ σ(μ + r(S))²‖₁ divided by the batch size."""
+    r_s = r_s.float()  # the sum runs over every element: bfloat16 would keep 3 digits of it
     rho = (T > 0).to(r_s.dtype)
     per_element = rho * F.relu(mu - r_s).pow(2) + (1 - rho) * F.relu(mu + r_s).pow(2)
     return per_element.sum() / r_s.shape[0]
@@ -98,8 +99,7 @@ class ABParams:
 
 
 class AB(Method):
-    """Heo et al. 2019: initialise the student so that its neurons fire where the teacher's
-    do, then train it on the labels."""
+    """Heo et al. 2019: initialise the student's neurons to fire where the teacher's do."""
 
     name = "ab"
     Params = ABParams
@@ -147,5 +147,5 @@ class AB(Method):
             return {"ce": F.cross_entropy(s.logits, y)}
         return {
             "ce": (1 - hp.alpha) * F.cross_entropy(s.logits, y),
-            "kd": hp.alpha * kd_loss(s.logits, t.logits, hp.T),
+            "kd": hp.alpha * kd_loss(s.logits, t.logits.detach(), hp.T),
         }

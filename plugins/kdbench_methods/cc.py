@@ -99,10 +99,13 @@ class CC(Method):
 
     def loss(self, s: Taps, t: Taps | None, y: Tensor, idx: Tensor) -> LossTerms:
         p: CCParams = self.params
-        f_s = s.embedding if self.connector is None else self.connector(s.embedding)
-        # In float32: under bf16 autocast the cosines keep three digits and their powers less.
-        with torch.autocast(f_s.device.type, enabled=False):
-            cc = cc_loss(f_s.float(), t.embedding.detach().float(), p.gamma, p.P)
+        # In float32, connector included: under bf16 autocast the cosines keep three digits
+        # and their powers fewer.
+        with torch.autocast(s.embedding.device.type, enabled=False):
+            f_s = s.embedding.float()
+            if self.connector is not None:
+                f_s = self.connector(f_s)
+            cc = cc_loss(f_s, t.embedding.detach().float(), p.gamma, p.P)
         terms = {"ce": p.alpha * F.cross_entropy(s.logits, y), "cc": p.beta * cc}
         if p.alpha < 1:
             terms["kd"] = (1 - p.alpha) * kd_loss(s.logits, t.logits.detach(), p.T)

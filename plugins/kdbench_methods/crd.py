@@ -57,17 +57,15 @@ def crd_nce_loss(s_pos: Tensor, s_neg: Tensor, tau: float, Z: Tensor | float, M:
     ``s_pos`` (B,) holds the scores of the positive pairs, ``s_neg`` (B, K) those
     of the negatives (dot products of unit vectors). With P = exp(s/τ)/Z and
     h = P / (P + K/M): −(1/B) Σ_i [log h(s_pos_i) + Σ_k log(1 − h(s_neg_ik))].
-    Computed in the log domain, where exp(s/τ) cannot overflow.
+    Computed in the log domain, where exp(s/τ) cannot overflow: with
+    x = log P − log(K/M), log h = −softplus(−x) and log(1 − h) = −softplus(x).
     """
     K = s_neg.shape[1]
-    log_z = torch.log(torch.as_tensor(Z, dtype=s_pos.dtype, device=s_pos.device))
-    log_noise = math.log(K / M)
-    log_p_pos = s_pos / tau - log_z
-    log_p_neg = s_neg / tau - log_z
-    log_h_pos = log_p_pos - torch.logaddexp(log_p_pos, torch.full_like(log_p_pos, log_noise))
-    log_1_minus_h_neg = log_noise - torch.logaddexp(log_p_neg,
-                                                    torch.full_like(log_p_neg, log_noise))
-    return -(log_h_pos.sum() + log_1_minus_h_neg.sum()) / s_pos.shape[0]
+    shift = torch.log(torch.as_tensor(Z, dtype=s_pos.dtype, device=s_pos.device)) \
+        + math.log(K / M)
+    x_pos = s_pos / tau - shift
+    x_neg = s_neg / tau - shift
+    return (F.softplus(-x_pos).sum() + F.softplus(x_neg).sum()) / s_pos.shape[0]
 
 
 def crd_softmax_loss(s_pos: Tensor, s_neg: Tensor, tau: float) -> Tensor:
@@ -109,26 +107,29 @@ class CRDCritic(nn.Module):
         self.register_buffer("memory_t", torch.rand(num_train, p.feat_dim) * 2 * stdv - stdv)
         # log Z for the student anchor and the teacher anchor; NaN until the first batch.
         self.register_buffer("log_z", torch.full((2,), float("nan")))
+        self.z_known = False
 
-    def negatives(self, idx: Tensor) -> Tensor | None:
-        """(B, K) indices drawn uniformly among the other samples; None: all of them."""
+    def negatives(self, idx: Tensor) -> Tensor:
+        """(B, K) indices of each anchor's negatives: every other sample when K = M − 1,
+        else K drawn uniformly (with replacement) among the other samples."""
         if self.K >= self.M - 1:
-            return None
-        draw = torch.randint(0, self.M - 1, (len(idx), self.K), device=idx.device)
-        return draw + (draw >= idx.unsqueeze(1)).long()
+            others = torch.arange(self.M - 1, device=idx.device).expand(len(idx), -1)
+        else:
+            others = torch.randint(0, self.M - 1, (len(idx), self.K), device=idx.device)
+        # Shifting the draws at or above idx_i skips the anchor's own index.
+        return others + (others >= idx.unsqueeze(1)).long()
 
-    def scores(self, anchor: Tensor, bank: Tensor, idx: Tensor, neg: Tensor | None
+    def scores(self, anchor: Tensor, bank: Tensor, idx: Tensor, neg: Tensor
                ) -> tuple[Tensor, Tensor]:
         """Scores of ``anchor`` (B, d) against its positive ``bank[idx]`` and its negatives."""
-        if neg is not None:
-            pos = (anchor * bank[idx]).sum(1)
-            return pos, torch.einsum("bd,bkd->bk", anchor, bank[neg])
-        # A copy: the bank is updated in place before the backward pass needs it.
-        every = anchor @ bank.t().clone()
-        pos = every.gather(1, idx.unsqueeze(1)).squeeze(1)
-        others = torch.ones_like(every, dtype=torch.bool)
-        others[torch.arange(len(idx), device=idx.device), idx] = False
-        return pos, every[others].view(len(idx), self.M - 1)
+        if self.M <= 8 * self.K:
+            # Scoring the whole bank and picking columns moves far less memory than
+            # gathering B·K bank rows, unless the bank is much larger than K.
+            # The copy: the bank is updated in place before the backward pass reads it.
+            every = anchor @ bank.t().clone()
+            return every.gather(1, idx.unsqueeze(1)).squeeze(1), every.gather(1, neg)
+        pos = (anchor * bank[idx]).sum(1)
+        return pos, torch.einsum("bd,bkd->bk", anchor, bank[neg])
 
     def forward(self, f_s: Tensor, f_t: Tensor, idx: Tensor) -> Tensor:
         p = self.p
@@ -153,15 +154,15 @@ class CRDCritic(nn.Module):
     @torch.no_grad()
     def _log_z(self, *scores: Tensor) -> Tensor:
         """The fixed normaliser: M · mean(exp(score/τ)) on the first batch, per anchor side."""
-        estimate = []
-        for pos, neg in zip(scores[::2], scores[1::2], strict=True):
-            all_scores = torch.cat([pos.unsqueeze(1), neg], dim=1) / self.p.tau
-            estimate.append(torch.logsumexp(all_scores.flatten(), 0)
-                            - math.log(all_scores.numel()) + math.log(self.M))
-        # torch.where instead of an `if`: no device sync per batch.
-        self.log_z.copy_(torch.where(torch.isnan(self.log_z), torch.stack(estimate),
-                                     self.log_z))
-        return self.log_z.clone()
+        if not self.z_known:
+            estimate = []
+            for pos, neg in zip(scores[::2], scores[1::2], strict=True):
+                all_scores = torch.cat([pos.unsqueeze(1), neg], dim=1) / self.p.tau
+                estimate.append(torch.logsumexp(all_scores.flatten(), 0)
+                                - math.log(all_scores.numel()) + math.log(self.M))
+            self.log_z.copy_(torch.stack(estimate))
+            self.z_known = True
+        return self.log_z
 
     @torch.no_grad()
     def _update(self, idx: Tensor, v_s: Tensor, v_t: Tensor) -> None:

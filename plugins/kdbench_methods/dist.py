@@ -16,9 +16,9 @@ denominator as in the authors' code (hunto/image_classification_sota,
 ``lib/models/losses/dist_kd.py``), which also supplies the τ² factor.
 
 Defaults are the CIFAR-100 setting: τ = 4 and β = γ = 2 with CE weight α = 1.
-The authors' CIFAR recipe runs their loss ``DIST(β=1, γ=1, τ=4)`` with a KD
-loss weight of 2, which is the same thing; third-party CIFAR ports of DIST use
-β = γ = 2, τ = 4 as well. The paper's ImageNet setting is β = γ = 1, τ = 1.
+The authors' code spells it as their loss ``DIST(β=1, γ=1, τ=4)`` (``dist_t4``)
+times a KD loss weight; CIFAR ports of DIST use β = γ = 2, τ = 4. The paper's
+ImageNet setting is β = γ = 1, τ = 1.
 """
 
 from __future__ import annotations

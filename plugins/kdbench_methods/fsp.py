@@ -54,8 +54,10 @@ from kdbench_methods.fitnet import connector
 
 def fsp_matrix(F1: Tensor, F2: Tensor) -> Tensor:
     """G = F1ᵀF2/(h·w), ``(N, m, n)``, after pooling the larger map to the smaller size."""
-    F1, F2 = match_sizes(F1.float(), F2.float())
-    return torch.einsum("nix,njx->nij", F1.flatten(2), F2.flatten(2)) / F1[0, 0].numel()
+    # Sums over every position: kept in float32 under bfloat16 autocast.
+    with torch.autocast(F1.device.type, enabled=False):
+        F1, F2 = match_sizes(F1.float(), F2.float())
+        return torch.einsum("nix,njx->nij", F1.flatten(2), F2.flatten(2)) / F1[0, 0].numel()
 
 
 def fsp_loss(G_s: list[Tensor], G_t: list[Tensor], lam: float = 1.0) -> Tensor:

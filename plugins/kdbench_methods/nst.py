@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -46,11 +47,14 @@ def poly_kernel(a: Tensor, b: Tensor, d: int = 2, c: float = 0.0) -> Tensor:
 
 def nst_loss(F_s: Tensor, F_t: Tensor, d: int = 2, c: float = 0.0) -> Tensor:
     """MMD²(F_T, F_S) between the normalised channels of two maps, averaged over the batch."""
-    F_s, F_t = match_sizes(F_s.float(), F_t.float())
-    f_s = F.normalize(F_s.flatten(2), dim=2)
-    f_t = F.normalize(F_t.flatten(2), dim=2)
-    mmd2 = (poly_kernel(f_t, f_t, d, c).mean((1, 2)) + poly_kernel(f_s, f_s, d, c).mean((1, 2))
-            - 2 * poly_kernel(f_t, f_s, d, c).mean((1, 2)))
+    # MMD² is a difference of similar kernel means: bfloat16 autocast would cancel it away.
+    with torch.autocast(F_s.device.type, enabled=False):
+        F_s, F_t = match_sizes(F_s.float(), F_t.float())
+        f_s = F.normalize(F_s.flatten(2), dim=2)
+        f_t = F.normalize(F_t.flatten(2), dim=2)
+        mmd2 = (poly_kernel(f_t, f_t, d, c).mean((1, 2))
+                + poly_kernel(f_s, f_s, d, c).mean((1, 2))
+                - 2 * poly_kernel(f_t, f_s, d, c).mean((1, 2)))
     return mmd2.mean()
 
 

@@ -10,11 +10,11 @@ reshaped to ``B × (C·H·W)`` and row-wise L2 normalisation:
     G = normalize_rows(Q · Qᵀ)                          (B × B)
     L = CE + γ · (1/B²) · ‖G_T − G_S‖²_F
 
-The loss is applied to the output of the last stage of both networks (the
-paper's CIFAR-10 setting and the CRD benchmark's), as in eq. 4 with one pair
-(l, l'). Maps are flattened over every dimension after the batch, so 1-D maps
-``(N, C, L)``, 2-D maps ``(N, C, H, W)`` and flat stages (an MLP) all work, and
-the two networks may differ in channels and sizes. γ = 3000 is the paper's and
+The loss is applied to one pair (l, l'): the outputs of the last stage of both
+networks, before pooling, as in the CRD benchmark. Maps are flattened over
+every dimension after the batch, so 1-D maps ``(N, C, L)``, 2-D maps
+``(N, C, H, W)`` and flat stages (an MLP) all work, and the two networks may
+differ in channels and sizes. γ = 3000 is the paper's and
 the CRD benchmark's weight.
 """
 

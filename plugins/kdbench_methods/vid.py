@@ -104,8 +104,7 @@ class VIDParams:
 
 
 class VID(Method):
-    """Ahn et al. 2019: maximise a Gaussian lower bound on the mutual information between
-    paired teacher and student stages."""
+    """Ahn et al. 2019: maximise a variational bound on teacher-student mutual information."""
 
     name = "vid"
     Params = VIDParams
@@ -145,5 +144,6 @@ class VID(Method):
         return {
             "ce": F.cross_entropy(s.logits, y),
             "vid": sum(lam * q(f_s, f_t) for lam, q, f_s, f_t in zip(
-                lambdas, self.regressors, s.stages[-n:], t.stages[-n:], strict=True)),
+                lambdas, self.regressors, s.stages[-n:], [f.detach() for f in t.stages[-n:]],
+                strict=True)),
         }
