@@ -50,7 +50,7 @@ def test_a_plugin_that_fails_to_register_is_named_and_skipped() -> None:
         plugins = Plugins.load(extra=[("bad", bad)])
     assert "kd" in plugins.methods()
     assert next(i for i in plugins.infos if i.name == "bad").error
-    with pytest.raises(PluginError, match="plugin 'bad'.*boom"):
+    with pytest.raises(PluginError, match=r"plugin 'bad'.*boom"):
         Plugins.load(strict=True, extra=[("bad", bad)])
 
 
