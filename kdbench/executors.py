@@ -87,7 +87,7 @@ class Processes:
         context = mp.get_context("spawn")
         events = context.Queue()
         with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
-                                    initargs=(events, threads)) as pool:
+                                    initargs=(events, threads, os.getpid())) as pool:
             pending = {pool.submit(_work, i, job): i for i, job in enumerate(jobs)}
             try:
                 while pending:
@@ -105,11 +105,12 @@ class Processes:
 
 
 _events: Any = None
+_driver = 0
 
 
-def _init(events: Any, threads: int) -> None:
-    global _events  # the worker's end of the progress queue, set once per process
-    _events = events
+def _init(events: Any, threads: int, driver: int) -> None:
+    global _events, _driver  # the worker's end of the progress queue and its driver, per process
+    _events, _driver = events, driver
     torch.set_num_threads(threads)
 
 
@@ -117,6 +118,9 @@ def _work(index: int, job: Job) -> RunResult:
     from kdbench.train import execute
 
     def emit(*event: Any) -> None:
+        # A driver killed without Ctrl-C leaves its pool behind: stop at the next epoch.
+        if os.getppid() != _driver:
+            os._exit(1)
         _events.put((index, *event))
 
     return execute(job, emit)
