@@ -256,20 +256,13 @@ def until_decided(session: Session, max_seeds: int, options: leaderboard.Options
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from kdbench import sweep as sweeps
     from kdbench.tracking import Tracker
 
     plugins = Plugins.load(strict=args.strict_plugins)
     spec = _spec(args, plugins)
     tracker = Tracker(args.tracking_uri)
-    sweep = sweeps.plan(spec, plugins, args.cache_dir or default_cache())
-    experiment = tracker.experiment(spec, create=False)
-    results = tracker.finished(experiment, {r.fingerprint for r in sweep.runs}, spec.metrics)
-    if not any(r.role != "teacher" and r.fingerprint in results for r in sweep.runs):
-        raise KdbenchError(f"no finished runs of benchmark {spec.name!r} in {tracker.uri}: "
-                           f"run `kdbench run {args.benchmark}` first")
-    board = leaderboard.build(sweep, results, higher_is_better=_higher(plugins, spec),
-                              options=leaderboard.Options(correction=args.correction))
+    sweep, results, board = stored_board(spec, plugins, tracker, args.cache_dir, args.benchmark,
+                                         leaderboard.Options(correction=args.correction))
     paths = leaderboard.write(board, args.out)
     missing = sum(1 for r in sweep.runs if r.fingerprint not in results)
     print(leaderboard.terminal(board))
@@ -285,7 +278,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import json
 
     from kdbench import plots, ranking
-    from kdbench import sweep as sweeps
     from kdbench.tracking import Tracker
 
     if len(args.benchmarks) < 2:
@@ -296,17 +288,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     higher = None
     for name in args.benchmarks:
         spec = load(name, plugins)
-        sweep = sweeps.plan(spec, plugins, args.cache_dir or default_cache())
-        results = tracker.finished(tracker.experiment(spec, create=False),
-                                   {r.fingerprint for r in sweep.runs}, spec.metrics)
-        this_higher = _higher(plugins, spec)
-        if higher is not None and this_higher != higher:
+        _, _, board = stored_board(spec, plugins, tracker, args.cache_dir, name)
+        if higher is not None and board["higher_is_better"] != higher:
             raise KdbenchError("compare: the benchmarks rank by metrics of opposite directions")
-        higher = this_higher
-        board = leaderboard.build(sweep, results, higher_is_better=higher)
-        if board["baseline"]["mean"] is None:
-            raise KdbenchError(f"no finished runs of benchmark {spec.name!r} in {tracker.uri}: "
-                               f"run `kdbench run {name}` first")
+        higher = board["higher_is_better"]
         scores[spec.name] = {"baseline": board["baseline"]["mean"],
                              **{r["method"]: r["mean"] for r in board["rows"]}}
     result = ranking.rank(scores, higher_is_better=bool(higher))
@@ -327,6 +312,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"not ranked (missing on some benchmark): {', '.join(result.dropped)}")
     print(f"wrote {args.out / (args.name + '.png')}, {args.out / (args.name + '.json')}")
     return 0
+
+
+def stored_board(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path | None, name: str,
+                 options: leaderboard.Options | None = None) -> tuple[Any, dict, dict]:
+    """The leaderboard of ``spec`` from the runs already finished in the store, no training."""
+    from kdbench import sweep as sweeps
+
+    sweep = sweeps.plan(spec, plugins, cache_dir or default_cache())
+    results = tracker.finished(tracker.experiment(spec, create=False),
+                               {r.fingerprint for r in sweep.runs}, spec.metrics)
+    if not any(r.role != "teacher" and r.fingerprint in results for r in sweep.runs):
+        raise KdbenchError(f"no finished runs of benchmark {spec.name!r} in {tracker.uri}: "
+                           f"run `kdbench run {name}` first")
+    board = leaderboard.build(sweep, results, higher_is_better=_higher(plugins, spec),
+                              options=options or leaderboard.Options())
+    return sweep, results, board
 
 
 def _higher(plugins: Plugins, spec: Spec) -> bool:

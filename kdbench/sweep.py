@@ -125,7 +125,7 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
     nothing to distil from.
     """
     results = sweep.results
-    results.update({fp: r for fp, r in reused.items()})
+    results.update(reused)
     plugins.sweep_start(sweep)
 
     def progress(batch: list[Run]) -> Callable[..., None]:

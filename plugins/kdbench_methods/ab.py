@@ -46,9 +46,9 @@ from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
 from kdbench.taps import Taps, TapShapes
+from kdbench_methods._maps import CONVS, paired
 from kdbench_methods.kd import kd_loss
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _NORM = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
@@ -67,19 +67,13 @@ def connector(s: tuple[int, ...], t: tuple[int, ...]) -> nn.Sequential:
         layer: nn.Module = nn.Linear(s[0], t[0], bias=False)
         nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0 / t[0]))
     else:
-        layer = _CONV[dims](s[0], t[0], kernel_size=1, bias=False)
+        layer = CONVS[dims](s[0], t[0], kernel_size=1, bias=False)
         nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0 / t[0]))
     norm = _NORM[dims](t[0])
     nn.init.ones_(norm.weight)
     nn.init.zeros_(norm.bias)
     return nn.Sequential(layer, norm)
 
-
-def paired(student: TapShapes, teacher: TapShapes) -> list[tuple[tuple[int, ...], ...]]:
-    """Stage shapes paired from the deepest: a model with more stages loses its shallowest."""
-    n = min(len(student.stages), len(teacher.stages))
-    return list(zip(student.stages[len(student.stages) - n:],
-                    teacher.stages[len(teacher.stages) - n:], strict=True))
 
 
 @dataclass(frozen=True)

@@ -41,21 +41,7 @@ from torch import Tensor
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
 from kdbench.taps import Taps, TapShapes
-
-_POOLS = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
-
-
-def pool_to(f: Tensor, size: tuple[int, ...]) -> Tensor:
-    """Feature map ``f`` ``(N, C, *spatial)`` adaptive-average-pooled to ``size``."""
-    if tuple(f.shape[2:]) == tuple(size):
-        return f
-    return _POOLS[len(size)](f, size)
-
-
-def match_sizes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """``a`` and ``b`` pooled to their common smaller spatial size (dimension by dimension)."""
-    size = tuple(min(m, n) for m, n in zip(a.shape[2:], b.shape[2:], strict=True))
-    return pool_to(a, size), pool_to(b, size)
+from kdbench_methods._maps import match_sizes, require_maps
 
 
 def attention(A: Tensor, p: float = 2.0) -> Tensor:
@@ -124,13 +110,3 @@ class AT(Method):
             "ce": F.cross_entropy(s.logits, y),
             "at": at_loss(s.stages, t_maps, p.beta, p.p, p.normalise),
         }
-
-
-def require_maps(method: str, who: str, shapes: TapShapes) -> None:
-    """Raise :class:`Incompatible` unless every stage of ``shapes`` is a feature map."""
-    if not shapes.stages:
-        raise Incompatible(f"{method} needs stage taps and the {who} names none")
-    if not shapes.spatial:
-        flat = ", ".join(str(s) for s in shapes.stages)
-        raise Incompatible(f"{method} needs feature maps (C, L) or (C, H, W) and the {who}'s "
-                           f"stages are flat: {flat}")

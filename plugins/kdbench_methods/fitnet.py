@@ -44,17 +44,8 @@ from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
 from kdbench.taps import Taps, TapShapes
-from kdbench_methods.at import match_sizes
+from kdbench_methods._maps import connector, match_sizes
 from kdbench_methods.kd import kd_loss
-
-_CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-
-
-def connector(c_in: int, c_out: int, spatial_dims: int, bias: bool = True) -> nn.Module:
-    """A 1×1 convolution over maps with ``spatial_dims`` positions axes (0: a linear layer)."""
-    if spatial_dims == 0:
-        return nn.Linear(c_in, c_out, bias=bias)
-    return _CONVS[spatial_dims](c_in, c_out, kernel_size=1, bias=bias)
 
 
 def hint_loss(u_h: Tensor, r_v: Tensor) -> Tensor:

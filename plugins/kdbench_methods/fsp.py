@@ -48,8 +48,7 @@ from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
 from kdbench.taps import Taps, TapShapes
-from kdbench_methods.at import match_sizes, require_maps
-from kdbench_methods.fitnet import connector
+from kdbench_methods._maps import connector, match_sizes, require_maps
 
 
 def fsp_matrix(F1: Tensor, F2: Tensor) -> Tensor:

@@ -44,10 +44,9 @@ from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
 from kdbench.taps import Taps, TapShapes
+from kdbench_methods._maps import CONVS, match_sizes
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _DECONV = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-_POOL = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 
 
 def ft_loss(F_s: Tensor, F_t: Tensor, p: int = 1) -> Tensor:
@@ -62,17 +61,9 @@ def reconstruction_loss(x_hat: Tensor, x: Tensor) -> Tensor:
     return (x_hat - x).abs().mean()
 
 
-def match_sizes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """``a`` and ``b`` with the larger map average-pooled to the smaller one's spatial size."""
-    if a.shape[2:] == b.shape[2:]:
-        return a, b
-    pool = _POOL[a.dim() - 2]
-    size = tuple(min(i, j) for i, j in zip(a.shape[2:], b.shape[2:], strict=True))
-    return pool(a, size), pool(b, size)
-
 
 def _encoder(c_in: int, m: int, dims: int) -> nn.Sequential:
-    conv = _CONV[dims]
+    conv = CONVS[dims]
     return nn.Sequential(
         conv(c_in, c_in, 3, padding=1), nn.LeakyReLU(0.1),
         conv(c_in, m, 3, padding=1), nn.LeakyReLU(0.1),
@@ -131,7 +122,7 @@ class FT(Method):
             raise Incompatible(
                 f"ft needs feature maps at the last stage, got flat stages {s} (student) and "
                 f"{t} (teacher)")
-        if len(s) != len(t) or len(s) - 1 not in _CONV:
+        if len(s) != len(t) or len(s) - 1 not in CONVS:
             raise Incompatible(
                 f"ft needs last-stage maps of the same rank (1-D to 3-D), got {s} (student) "
                 f"and {t} (teacher)")

@@ -58,8 +58,8 @@ from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
 from kdbench.taps import Taps, TapShapes
+from kdbench_methods._maps import CONVS, paired
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 GAP_DAMPING = 1e-3
 """δ/σ_1²: singular-value gaps below this fraction of the largest are damped in backward."""
 
@@ -123,12 +123,6 @@ def as_matrices(f: Tensor) -> Tensor:
     return f.flatten(2).mT
 
 
-def paired(student: TapShapes, teacher: TapShapes) -> list[tuple[tuple[int, ...], ...]]:
-    """Stage shapes paired from the deepest: a model with more stages loses its shallowest."""
-    n = min(len(student.stages), len(teacher.stages))
-    return list(zip(student.stages[len(student.stages) - n:],
-                    teacher.stages[len(teacher.stages) - n:], strict=True))
-
 
 @dataclass(frozen=True)
 class KDSVDParams:
@@ -163,7 +157,7 @@ class KDSVD(Method):
             raise Incompatible("kdsvd needs the stage taps of both the student and the teacher")
         pairs = paired(student, teacher)
         for s, t in pairs:
-            if len(s) < 2 or len(t) < 2 or len(s) - 1 not in _CONV:
+            if len(s) < 2 or len(t) < 2 or len(s) - 1 not in CONVS:
                 raise Incompatible(
                     f"kdsvd decomposes feature maps, got stage shapes {s} (student) and {t} "
                     "(teacher); flat stages have no positions to decompose")
@@ -178,7 +172,7 @@ class KDSVD(Method):
     def build(self, student: TapShapes, teacher: TapShapes | None,
               info: DataInfo) -> nn.Module:
         self.connectors = nn.ModuleList(
-            nn.Identity() if s[0] == t[0] else _CONV[len(s) - 1](s[0], t[0], 1, bias=False)
+            nn.Identity() if s[0] == t[0] else CONVS[len(s) - 1](s[0], t[0], 1, bias=False)
             for s, t in paired(student, teacher))
         return self.connectors
 

@@ -37,7 +37,7 @@ from torch import Tensor
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
 from kdbench.taps import Taps, TapShapes
-from kdbench_methods.at import match_sizes
+from kdbench_methods._maps import match_sizes
 
 
 def poly_kernel(a: Tensor, b: Tensor, d: int = 2, c: float = 0.0) -> Tensor:

@@ -38,9 +38,7 @@ from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
 from kdbench.taps import Taps, TapShapes
-
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_POOL = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
+from kdbench_methods._maps import CONVS, match_sizes, paired
 
 
 def vid_loss(mu: Tensor, t: Tensor, var: Tensor) -> Tensor:
@@ -49,20 +47,6 @@ def vid_loss(mu: Tensor, t: Tensor, var: Tensor) -> Tensor:
     return (0.5 * torch.log(var) + (t - mu).pow(2) / (2 * var)).mean()
 
 
-def match_sizes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """``a`` and ``b`` with the larger map average-pooled to the smaller one's spatial size."""
-    if a.shape[2:] == b.shape[2:]:
-        return a, b
-    pool = _POOL[a.dim() - 2]
-    size = tuple(min(i, j) for i, j in zip(a.shape[2:], b.shape[2:], strict=True))
-    return pool(a, size), pool(b, size)
-
-
-def paired(student: TapShapes, teacher: TapShapes) -> list[tuple[tuple[int, ...], ...]]:
-    """Stage shapes paired from the deepest: a model with more stages loses its shallowest."""
-    n = min(len(student.stages), len(teacher.stages))
-    return list(zip(student.stages[len(student.stages) - n:],
-                    teacher.stages[len(teacher.stages) - n:], strict=True))
 
 
 class Regressor(nn.Module):
@@ -76,7 +60,7 @@ class Regressor(nn.Module):
         def layer(c_in: int, c_out: int) -> nn.Module:
             if dims == 0:
                 return nn.Linear(c_in, c_out, bias=False)
-            return _CONV[dims](c_in, c_out, kernel_size=1, bias=False)
+            return CONVS[dims](c_in, c_out, kernel_size=1, bias=False)
 
         self.mu = nn.Sequential(layer(s[0], t[0]), nn.ReLU(), layer(t[0], t[0]), nn.ReLU(),
                                 layer(t[0], t[0]))
@@ -120,7 +104,7 @@ class VID(Method):
             raise Incompatible("vid needs the stage taps of both the student and the teacher")
         pairs = paired(student, teacher)
         for s, t in pairs:
-            if len(s) != len(t) or len(t) - 1 not in (0, *_CONV):
+            if len(s) != len(t) or len(t) - 1 not in (0, *CONVS):
                 raise Incompatible(
                     f"vid pairs stages of the same rank (flat, or 1-D to 3-D maps), got {s} "
                     f"(student) and {t} (teacher)")
