@@ -184,9 +184,16 @@ def terminal(board: dict[str, Any]) -> str:
             f"primary test {board['primary_test']}, {board['correction']}-corrected, "
             f"α = {board['alpha']}", fmt(header), fmt(["-" * w for w in widths])]
     text += [fmt(r) for r in lines]
-    notes = [f"  {r['method']}: {r['note']}" for r in board["rows"] if r.get("note")]
+    # One line per distinct note: with many methods and few seeds they often say the same.
+    notes: dict[str, list[str]] = {}
+    for r in board["rows"]:
+        if r.get("note"):
+            notes.setdefault(r["note"], []).append(r["method"])
     if notes:
-        text += ["notes:", *dict.fromkeys(notes)]
+        text.append("notes:")
+        for note, methods in notes.items():
+            who = "every method" if len(methods) == len(board["rows"]) > 1 else ", ".join(methods)
+            text.append(f"  {who}: {note}")
     for f in board["failed"]:
         text.append(f"failed: {f['method']} seed {f['seed']}: {f['error']}")
     return "\n".join(text)

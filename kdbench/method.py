@@ -38,11 +38,18 @@ class Stage:
     """A warm-up phase that runs before the main training (FitNet's hint stage, AB's
     initialisation). It trains every parameter that ``loss`` reaches (student and the
     method's modules) with the recipe's optimiser at a constant learning rate, and is
-    logged as its own phase."""
+    logged as its own phase.
+
+    A stage that trains only the method's own modules (FT's paraphraser) sets
+    ``trains_student = False``: the loop then skips the student's forward pass, hands
+    ``loss`` ``None`` for the student's taps, and does not count the stage against the
+    student's epochs (see ``Recipe.stage_budget``)."""
 
     name: str
     epochs: int
-    loss: Callable[[Taps, Taps | None, Tensor, Tensor], LossTerms]
+    loss: Callable[[Taps | None, Taps | None, Tensor, Tensor], LossTerms]
+    trains_student: bool = True
+
 
 
 class Method:

@@ -59,6 +59,11 @@ class Recipe:
     milestones: tuple[int, ...] = ()
     """Epochs at which the ``step`` schedule multiplies the learning rate by ``gamma``."""
     gamma: float = 0.1
+    stage_budget: Literal["shared", "extra"] = "shared"
+    """Where the epochs of a method's warm-up stages that train the student (FitNet's hints,
+    FSP, AB's initialisation) come from: ``shared`` takes them out of ``epochs``, so every
+    student of the leaderboard trains for as many epochs as the baseline and a method
+    cannot win by training longer; ``extra`` runs them on top, as the papers did."""
 
 
 @dataclass(frozen=True)

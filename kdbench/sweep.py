@@ -112,6 +112,10 @@ def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, ref: TeacherRe
                                f"{spec.student.name!r} and teacher "
                                f"{ref.model.name if ref.model else ref.provider!r}: {error}; "
                                "remove it from the benchmark or pick other models") from None
+        try:
+            train.main_recipe(method, spec.recipe)
+        except Incompatible as error:
+            raise Incompatible(f"[methods.{row.label}] {row.method}: {error}") from None
 
 
 Progress = Callable[[Run, str, int, int, dict[str, float]], None]

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from kdbench.data import Dataset, batches
-from kdbench.errors import Diverged, KdbenchError
+from kdbench.errors import Diverged, Incompatible, KdbenchError
 from kdbench.method import LossTerms, Method
 from kdbench.metrics import Metric
 from kdbench.plugins import Plugins
@@ -97,6 +98,20 @@ def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_ep
         milestones = [m * steps_per_epoch for m in recipe.milestones]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, recipe.gamma)
     return None
+
+
+def main_recipe(method: Method, recipe: Recipe) -> Recipe:
+    """The recipe of the main training phase: under ``stage_budget = "shared"`` the epochs
+    of the method's stages that train the student come out of the recipe's."""
+    if recipe.stage_budget != "shared":
+        return recipe
+    taken = sum(stage.epochs for stage in method.stages() if stage.trains_student)
+    if taken >= recipe.epochs:
+        raise Incompatible(
+            f"its warm-up stages take {taken} of the recipe's {recipe.epochs} epochs, leaving "
+            "none for the main training; shorten the stages, lengthen [recipe] epochs, or set "
+            '[recipe] stage_budget = "extra"')
+    return replace(recipe, epochs=recipe.epochs - taken)
 
 
 class TeacherTaps:
@@ -213,7 +228,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         else nullcontext()
 
     def epochs(phase: str, loss_fn: Callable[..., LossTerms], n_epochs: int,
-               optimizer: torch.optim.Optimizer, schedule: Any, on_epoch: Callable | None) -> None:
+               optimizer: torch.optim.Optimizer, schedule: Any, on_epoch: Callable | None,
+               student_forward: bool = True) -> None:
         for epoch in range(n_epochs):
             if on_epoch is not None:
                 on_epoch(epoch, n_epochs)
@@ -226,7 +242,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                 if data.augment is not None:
                     x = data.augment(x, generator)
                 with autocast:
-                    terms = loss_fn(s_tapped(x), teacher_taps(x, idx), y, idx)
+                    s = s_tapped(x) if student_forward else None
+                    terms = loss_fn(s, teacher_taps(x, idx), y, idx)
                 total = sum(terms.values())
                 if not torch.isfinite(total):
                     raise Diverged(
@@ -246,14 +263,15 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
             history.append({"phase": phase, "epoch": epoch + 1, **row})
             emit(phase, epoch + 1, n_epochs, row)
 
+    recipe = main_recipe(method, job.recipe)
     for stage in method.stages():
-        constant = Recipe(**{**job.recipe.__dict__, "schedule": "constant"})
+        constant = replace(job.recipe, schedule="constant")
         epochs(stage.name, stage.loss, stage.epochs, make_optimizer(trainable, constant), None,
-               None)
-    optimizer = make_optimizer(trainable, job.recipe)
-    steps = math.ceil(len(data.x_train) / job.recipe.batch_size)
-    epochs("train", method.loss, job.recipe.epochs, optimizer,
-           make_schedule(optimizer, job.recipe, steps), method.start_epoch)
+               None, stage.trains_student)
+    optimizer = make_optimizer(trainable, recipe)
+    steps = math.ceil(len(data.x_train) / recipe.batch_size)
+    epochs("train", method.loss, recipe.epochs, optimizer,
+           make_schedule(optimizer, recipe, steps), method.start_epoch)
 
     s_tapped.remove()
     if t_tapped is not None:

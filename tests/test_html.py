@@ -1,4 +1,5 @@
-"""The HTML leaderboard opens in a real headless browser and shows the plot."""
+"""The leaderboard as people read it: the terminal table, and the HTML page in a real
+headless browser."""
 
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ BOARD = {
               "delta": 0.05, "delta_ci95": [0.04, 0.06], "verdict": "better", "p_holm": 0.001}],
     "failed": [],
 }
+
+
+def test_terminal_says_a_shared_note_once() -> None:
+    rows = [{**BOARD["rows"][0], "method": name, "note": "with 3 seeds the test can never win"}
+            for name in ("kd", "at", "fitnet")]
+    rows[2] = {**rows[2], "note": "only 1 seed is shared"}
+    text = leaderboard.terminal({**BOARD, "rows": rows})
+    notes = text.split("notes:\n")[1].splitlines()
+    assert notes == ["  kd, at: with 3 seeds the test can never win",
+                     "  fitnet: only 1 seed is shared"]
+    everyone = leaderboard.terminal({**BOARD, "rows": rows[:2]})
+    assert everyone.split("notes:\n")[1] == "  every method: with 3 seeds the test can never win"
 
 
 def test_files_hold_the_plot(tmp_path: Path) -> None:

@@ -155,7 +155,9 @@ def test_ft_refuses_flat_stages() -> None:
 def test_ft_trains_its_paraphraser_then_the_student(cache_dir) -> None:
     result = briefly("ft", {"paraphraser_epochs": 2}, cache=cache_dir, epochs=3)
     assert result.status == "finished", result.error
+    # the paraphraser stage leaves the student alone, and its epochs out of the budget
     assert [r["phase"] for r in result.history] == ["paraphraser"] * 2 + ["train"] * 3
+    assert result.history[0]["top1"] == result.history[1]["top1"]
     loss = phases(result.history)
     assert loss["paraphraser"][-1] < loss["paraphraser"][0]
     assert loss["train"][-1] < loss["train"][0]
@@ -225,7 +227,7 @@ def test_ab_refuses_paired_stages_of_different_sizes() -> None:
 
 
 def test_ab_initialises_then_trains(cache_dir) -> None:
-    result = briefly("ab", {"epochs": 2}, cache=cache_dir, epochs=3)
+    result = briefly("ab", {"epochs": 2}, cache=cache_dir, epochs=5)
     assert result.status == "finished", result.error
     assert [r["phase"] for r in result.history] == ["ab_init"] * 2 + ["train"] * 3
     loss = phases(result.history)
@@ -270,9 +272,15 @@ def _expected_kdsvd(s_maps: list[np.ndarray], t_maps: list[np.ndarray], k: int,
     return total / n
 
 
+# Any spatial rank mixes. Tall matrices (more positions than channels) are decomposed
+# through their Gram matrix, wide ones by an SVD: both against numpy's SVD.
+KDSVD_STAGES = {"tall": ((5, 6), (4, 3, 2), (3, 4)), "wide": ((6, 5), (7, 2, 3), (4, 3))}
+
+
+@pytest.mark.parametrize("stages", KDSVD_STAGES.values(), ids=KDSVD_STAGES.keys())
 @pytest.mark.parametrize("k", [1, 2])
-def test_kdsvd_loss_matches_a_hand_computation(k: int) -> None:
-    shapes = TapShapes((10,), None, ((5, 6), (4, 3, 2), (3, 4)))  # any spatial rank mixes
+def test_kdsvd_loss_matches_a_hand_computation(k: int, stages) -> None:
+    shapes = TapShapes((10,), None, stages)
     method = KDSVD(KDSVDParams(k=k, candidates=1, ramp=False, beta=1.0))
     built(method, (shapes, shapes))
     s, t = taps(shapes, False, 9), taps(shapes, False, 10)

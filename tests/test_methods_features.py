@@ -133,7 +133,7 @@ def test_fitnet_refuses_what_it_cannot_regress() -> None:
 
 
 def test_fitnet_trains_a_hint_stage_then_kd(cache_dir) -> None:
-    result = briefly("fitnet", {"hint_epochs": 2}, cache=cache_dir, epochs=3)
+    result = briefly("fitnet", {"hint_epochs": 2}, cache=cache_dir, epochs=5)
     assert result.status == "finished", result.error
     phases = [row["phase"] for row in result.history]
     assert phases == ["hint", "hint", "train", "train", "train"]
@@ -304,7 +304,7 @@ def test_fsp_refuses_without_its_rules() -> None:
 
 
 def test_fsp_trains_an_fsp_stage_then_ce(cache_dir) -> None:
-    result = briefly("fsp", {"fsp_epochs": 2}, cache=cache_dir, epochs=3)
+    result = briefly("fsp", {"fsp_epochs": 2}, cache=cache_dir, epochs=5)
     assert result.status == "finished", result.error
     stage = [row for row in result.history if row["phase"] == "fsp"]
     train = [row for row in result.history if row["phase"] == "train"]

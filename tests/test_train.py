@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kdbench import sweep as sweeps
 from kdbench import train
+from kdbench.errors import Incompatible
+from kdbench.method import Method, Stage
 from kdbench.spec import Recipe, load
 from kdbench.taps import Tapped, shapes
 
@@ -87,3 +90,56 @@ def test_taps_of_every_shape(planned) -> None:
     taps = tapped(x)
     assert taps.embedding is None and len(taps.stages) == 3
     torch.testing.assert_close(taps.logits, cnn(x))
+
+
+class _WarmUp(Method):
+    """A method with one stage that trains the student and one that trains only its own
+    module, and which records the student taps each stage was handed."""
+
+    needs = frozenset({"logits"})
+    teacher_needs = frozenset({"logits"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: dict[str, list] = {"student": [], "own": []}
+
+    def build(self, student, teacher, info):
+        self.own = torch.nn.Linear(info.num_classes, info.num_classes)
+        return self.own
+
+    def stages(self) -> list[Stage]:
+        return [Stage("student", 1, self._student),
+                Stage("own", 2, self._own, trains_student=False)]
+
+    def _student(self, s, t, y, idx):
+        self.handed["student"].append(s)
+        return {"ce": F.cross_entropy(s.logits, y)}
+
+    def _own(self, s, t, y, idx):
+        self.handed["own"].append(s)
+        return {"fit": F.mse_loss(self.own(t.logits), t.logits)}
+
+
+@pytest.mark.parametrize("budget", ["shared", "extra"])
+def test_stages_that_train_the_student_share_its_epochs(planned, teacher_ready, monkeypatch,
+                                                        budget: str) -> None:
+    method = _WarmUp()
+    monkeypatch.setattr(train, "make_method", lambda job: method)
+    recipe = replace(planned.spec.recipe, epochs=3, stage_budget=budget)
+    result = train.execute(replace(_run(planned, "kd", 0).job, recipe=recipe))
+    assert result.status == "finished", result.error
+    main = 2 if budget == "shared" else 3  # the student stage's one epoch is taken out of 3
+    assert [h["phase"] for h in result.history] == ["student", "own", "own"] + ["train"] * main
+    assert all(s is not None for s in method.handed["student"])
+    assert method.handed["own"] and all(s is None for s in method.handed["own"])
+
+
+def test_stages_that_leave_no_epoch_are_refused_before_training(tiny: Path, plugins,
+                                                                cache_dir: Path) -> None:
+    text = tiny.read_text().replace("[methods.kd]", "[methods.fitnet]\nhint_epochs = 2\n\n[methods.kd]")
+    tiny.write_text(text)
+    with pytest.raises(Incompatible, match=r"\[methods.fitnet\].*take 2 of the recipe's 2 "
+                                           r"epochs.*stage_budget = \"extra\""):
+        sweeps.plan(load(str(tiny), plugins), plugins, cache_dir)
+    tiny.write_text(text.replace("[executor]", 'stage_budget = "extra"\n\n[executor]'))  # in [recipe]
+    sweeps.plan(load(str(tiny), plugins), plugins, cache_dir)

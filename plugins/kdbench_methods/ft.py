@@ -141,9 +141,11 @@ class FT(Method):
         hp: FTParams = self.params
         if hp.paraphraser_epochs <= 0:
             return []
-        return [Stage("paraphraser", hp.paraphraser_epochs, self.reconstruction)]
+        return [Stage("paraphraser", hp.paraphraser_epochs, self.reconstruction,
+                      trains_student=False)]
 
-    def reconstruction(self, s: Taps, t: Taps | None, y: Tensor, idx: Tensor) -> LossTerms:
+    def reconstruction(self, s: Taps | None, t: Taps | None, y: Tensor, idx: Tensor
+                       ) -> LossTerms:
         x = t.stages[-1].detach()
         return {"rec": reconstruction_loss(self.paraphraser(x), x)}
 
