@@ -222,6 +222,15 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     modules = [m for m in (student, extra, teacher if method.trains_teacher else None)
                if m is not None]
 
+    compared = teacher is not None and any(m.needs_teacher for m in metrics.values())
+    # A frozen teacher's test logits never change: computing them every epoch cost as much
+    # as the student's training on the 2-D benchmark.
+    fixed = logits_on_test(teacher, data) if compared and not method.trains_teacher else None
+
+    def reference() -> Tensor | None:
+        """The teacher's test logits, for the metrics that compare with it."""
+        return fixed if fixed is not None or not compared else logits_on_test(teacher, data)
+
     generator = torch.Generator().manual_seed(job.seed)
     history: list[dict[str, Any]] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" \
@@ -259,7 +268,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                 count += 1
             row = {f"loss.{k}": v / count for k, v in sums.items()}
             row["loss"] = sum(row.values())
-            row.update(evaluate(student, data, metrics, teacher))
+            row.update(evaluate(student, data, metrics, reference()))
             history.append({"phase": phase, "epoch": epoch + 1, **row})
             emit(phase, epoch + 1, n_epochs, row)
 
@@ -277,7 +286,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     if t_tapped is not None:
         t_tapped.remove()
     final = {k: v for k, v in history[-1].items() if k in metrics} if history else \
-        evaluate(student, data, metrics, teacher)
+        evaluate(student, data, metrics, reference())
     checkpoint = None
     if job.role == "teacher" and job.teacher is not None and job.teacher.checkpoint:
         checkpoint = job.teacher.checkpoint
@@ -292,24 +301,23 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, metrics: dict[str, Metric],
-             teacher: nn.Module | None) -> dict[str, float]:
-    """Every metric of ``model`` on the test split."""
+             teacher_logits: Tensor | None) -> dict[str, float]:
+    """Every metric of ``model`` on the test split; the metrics that compare with the
+    teacher (agreement) are left out when ``teacher_logits`` is None."""
+    logits = logits_on_test(model, data)
+    return {name: m(logits, data.y_test, teacher_logits) for name, m in metrics.items()
+            if teacher_logits is not None or not m.needs_teacher}
+
+
+@torch.no_grad()
+def logits_on_test(model: nn.Module, data: Dataset, batch_size: int = 1024) -> Tensor:
+    """``model``'s logits on the test split, in eval mode (its mode is restored)."""
     was = model.training
     model.eval()
-    logits = _logits(model, data.x_test)
+    x = data.x_test
+    logits = torch.cat([model(x[i]).float() for i in batches(len(x), batch_size)])
     model.train(was)
-    t_logits = None
-    if teacher is not None and any(m.needs_teacher for m in metrics.values()):
-        t_was = teacher.training
-        teacher.eval()
-        t_logits = _logits(teacher, data.x_test)
-        teacher.train(t_was)
-    return {name: m(logits, data.y_test, t_logits) for name, m in metrics.items()
-            if t_logits is not None or not m.needs_teacher}
-
-
-def _logits(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
-    return torch.cat([model(x[i]).float() for i in batches(len(x), batch_size)])
+    return logits
 
 
 def _metric(name: str) -> Metric:
