@@ -77,7 +77,9 @@ def right_singular_vectors(X: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """
     m, c = X.shape[1:]
     k = min(k, c)
-    G = X.mT @ X
+    # The Gram matrix is needed by the tall decomposition and by the gradient, not otherwise
+    # (the frozen teacher's wide maps).
+    G = X.mT @ X if m > c or X.requires_grad else None
     with torch.no_grad():
         if m > c:
             lam, V = torch.linalg.eigh(G.detach().double())
@@ -85,12 +87,12 @@ def right_singular_vectors(X: Tensor, k: int) -> tuple[Tensor, Tensor]:
         else:
             _, sigma, Vh = torch.linalg.svd(X.detach(), full_matrices=True)
             V, lam = Vh.mT, F.pad(sigma.pow(2), (0, c - sigma.shape[1]))
-        gap = lam[:, None, :k] - lam[:, :, None]  # [n, j, i] = σ_i² − σ_j², zero where j = i
-        delta = GAP_DAMPING * lam[:, :1, None] + 1e-12
-        inv_gap = gap / (gap.pow(2) + delta.pow(2))
     V_k, sigma_k = V[..., :k], lam[:, :k].sqrt()
     if not X.requires_grad:
         return V_k, sigma_k
+    gap = lam[:, None, :k] - lam[:, :, None]  # [n, j, i] = σ_i² − σ_j², zero where j = i
+    delta = GAP_DAMPING * lam[:, :1, None] + 1e-12
+    inv_gap = gap / (gap.pow(2) + delta.pow(2))
     # v_jᵀ (XᵀX) v_i vanishes at X, so dV adds nothing to the value, only the derivative
     dV = V @ ((V.mT @ (G @ V_k)) * inv_gap)
     return V_k + (dV - dV.detach()), sigma_k
