@@ -2,6 +2,19 @@
 
 Every problem a user can fix is one line on stderr and exit code 2; ``--debug``
 shows the traceback instead.
+
+Exit codes, for scripts and CI:
+
+- 0: every run finished and the board was written.
+- 1: the sweep completed and the board was written, but it lists failed runs
+  (each with its reason, in the terminal table and the board files); with
+  ``--debug`` each failed run's worker traceback goes to stderr. ``kdbench
+  leaderboard`` returns 1 too when the board it rebuilds lists failed runs
+  (a stored run whose metric is not finite).
+- 2: a usage error (bad benchmark file, flag, plugin or store), reported as one
+  line before anything trains; also a teacher that fails to train, since no
+  board can be built without it.
+- 130: interrupted (Ctrl-C); finished runs are kept and reused next time.
 """
 
 from __future__ import annotations
@@ -9,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +35,9 @@ from kdbench.progress import Progress
 from kdbench.spec import Spec, load
 
 DEFAULT_BENCHMARK = "mnist1d"
+DEFAULT_MAX_RUNS = 2000
+"""More runs than a sweep on a workstation is meant to train: a larger plan is most often a
+typo in ``--seeds`` or ``seeds``; ``--max-runs`` goes past it."""
 
 
 def default_cache() -> Path:
@@ -36,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     common.add_argument("--strict-plugins", action="store_true",
                         help="a plugin that fails to load is an error, not a warning")
+    common.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
+                        help="do not load this plugin (an entry-point name from `kdbench "
+                        "plugins`; repeatable; adds to $KDBENCH_DISABLE_PLUGINS), e.g. to pick "
+                        "one of two plugins that register the same name")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     bench = argparse.ArgumentParser(add_help=False)
@@ -52,18 +73,28 @@ def parser() -> argparse.ArgumentParser:
                        "~/.cache/kdbench)")
     bench.add_argument("--correction", choices=["holm", "bh"], default="holm",
                        help="multiple-comparison correction across methods (default holm)")
+    bench.add_argument("--device", default="auto",
+                       help="cpu, cuda or auto (default); part of each run's identity, so "
+                       "`leaderboard` finds the runs trained on the same device")
+    bench.add_argument("--family", choices=["benchmark", "shown"], default="benchmark",
+                       help="what the correction runs over: every row of the benchmark file "
+                       "(default), or only the rows --methods shows, which can flip verdicts")
 
     run = sub.add_parser("run", parents=[common, bench], help="train what is missing, then "
                          "print and write the leaderboard")
-    run.add_argument("--fresh", action="store_true", help="retrain even runs that finished")
+    run.add_argument("--fresh", nargs="?", const=True, default=False, metavar="ROWS",
+                     help="retrain even runs that finished: all of them, or only these rows "
+                     "(comma list of row names, baseline, teacher)")
     run.add_argument("--workers", type=int, metavar="N",
                      help="worker processes (default: one per core)")
     run.add_argument("--executor", metavar="NAME", help="executor plugin (default: the "
                      "benchmark's, else process)")
-    run.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     run.add_argument("--until-decided", action="store_true",
                      help="add seeds to methods without a verdict until decided (needs "
                      "--max-seeds); each look is tested at an alpha-spending level")
+    run.add_argument("--max-runs", type=int, metavar="N", default=DEFAULT_MAX_RUNS,
+                     help=f"refuse to plan more runs than this (default {DEFAULT_MAX_RUNS}; "
+                     "with --until-decided counted at --max-seeds)")
     run.add_argument("--max-seeds", type=int, metavar="N",
                      help="with --until-decided: the most seeds any method gets")
 
@@ -77,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--name", default="compare", help="file name stem (default compare)")
     compare.add_argument("--tracking-uri", metavar="URI")
     compare.add_argument("--cache-dir", type=Path, default=None)
+    compare.add_argument("--device", default="auto", help="the device the runs were trained on")
     sub.add_parser("plugins", parents=[common], help="list plugins and what they registered")
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--tracking-uri", metavar="URI")
@@ -87,6 +119,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
+    if args.disable_plugin:
+        from kdbench.plugins import DISABLE_ENV, disabled_plugins
+
+        # Through the environment, so that worker processes skip the same plugins.
+        names = disabled_plugins() | {n.strip() for v in args.disable_plugin for n in v.split(",")}
+        os.environ[DISABLE_ENV] = ",".join(sorted(n for n in names if n))
     try:
         return COMMANDS[args.command](args)
     except KdbenchError as error:
@@ -101,6 +139,38 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
     print(f"kdbench: warning: {message}", file=sys.stderr)
+
+
+def check_run_count(spec: Spec, seeds: int, ceiling: int) -> None:
+    """Refuse a plan of more than ``ceiling`` runs (1 teacher + (baseline + rows) × seeds)
+    before anything is planned or trained."""
+    if ceiling < 1:
+        raise KdbenchError(f"--max-runs must be at least 1, got {ceiling}")
+    rows = 1 + len(spec.methods)
+    runs = 1 + rows * seeds
+    if runs > ceiling:
+        raise KdbenchError(f"this sweep plans {runs:,} runs (1 teacher + {rows} rows × {seeds:,} "
+                           f"seeds), more than the ceiling of {ceiling:,}; use fewer seeds or "
+                           f"--methods, or pass --max-runs {runs} to train them all")
+
+
+def writable_dir(path: Path, flag: str = "--out") -> None:
+    """Create ``path`` if it is missing and write a file in it, so that a leaderboard that
+    cannot be written is refused before the training, not after it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise KdbenchError(f"{flag} {path} is a file, not a directory; give a directory for the "
+                           "leaderboard files") from None
+    except OSError as error:
+        raise KdbenchError(f"{flag} {path}: cannot create the directory ({error.strerror or error}); "
+                           "give a writable directory") from None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise KdbenchError(f"{flag} {path} is not writable ({error.strerror or error}); give a "
+                           "writable directory") from None
 
 
 def _spec(args: argparse.Namespace, plugins: Plugins) -> Spec:
@@ -132,14 +202,25 @@ class Session:
     sweep_id: str
     cache: Path
     device: str
-    fresh: bool
+    fresh: bool | frozenset[str]
+    """``True``: retrain everything; a set of row labels: retrain those rows."""
 
     def train(self, sweep: Any) -> dict:
-        """Train what ``sweep`` lacks; every result is logged as it arrives."""
+        """Train what ``sweep`` lacks; every result is logged as it arrives. Says on stderr
+        why runs that finished before with other code retrain."""
         from kdbench import sweep as sweeps
 
-        reused = {} if self.fresh else self.tracker.finished(
+        reused = {} if self.fresh is True else self.tracker.finished(
             self.experiment, {r.fingerprint for r in sweep.runs}, self.spec.metrics)
+        if self.fresh is not True:
+            rows = self.fresh or frozenset()
+            retrain = {r.fingerprint for r in sweep.runs if r.label in rows}
+            reused = {fp: result for fp, result in reused.items() if fp not in retrain}
+            missing = [r for r in sweep.runs if r.fingerprint not in reused and r.label not in rows]
+            previous = self.tracker.previous_code(self.experiment,
+                                                  {r.spec_fingerprint for r in missing})
+            for line in sweeps.retrain_reasons(missing, previous):
+                print(f"kdbench: {line}", file=sys.stderr)
         teacher = sweep.teacher
         checkpoint = teacher.job.teacher.checkpoint
         if teacher.fingerprint in reused and checkpoint and not Path(checkpoint).is_file() \
@@ -169,6 +250,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_seeds is not None and args.max_seeds < len(spec.seeds):
         raise KdbenchError(f"--max-seeds {args.max_seeds} is fewer than the "
                            f"{len(spec.seeds)} seeds the benchmark starts with")
+    check_run_count(spec, args.max_seeds if args.until_decided else len(spec.seeds),
+                    args.max_runs)
+    writable_dir(args.out)
+    fresh = _fresh_rows(args.fresh, spec)
     cache = args.cache_dir or default_cache()
     device = _device(args.device)
     tracker = Tracker(args.tracking_uri)
@@ -188,8 +273,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                       "executor": executor_name,
                                                       "until_decided": args.until_decided})
     session = Session(plugins, spec, tracker, executor, experiment, sweep_id, cache, device,
-                      args.fresh)
-    options = leaderboard.Options(correction=args.correction)
+                      fresh)
+    options = _options(args, spec)
     higher = _higher(plugins, spec)
     status = "FAILED"
     try:
@@ -204,6 +289,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if status != "FINISHED":
             tracker.end_sweep(sweep_id, status)
+            if args.debug:  # the teacher's failure: its worker's traceback, not the driver's
+                _print_tracebacks(sweep.runs, sweep.results)
     board = leaderboard.build(sweep, results, higher_is_better=higher, options=options)
     paths = leaderboard.write(board, args.out)
     for path in paths:
@@ -213,7 +300,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     ui = "kdbench ui" + ("" if tracker.uri == "sqlite:///mlflow.db"
                          else f" --tracking-uri {tracker.uri}")
     print(f"\nwrote {', '.join(str(p) for p in paths)}; MLflow: {tracker.uri} ({ui})")
-    return 0
+    if args.debug:
+        _print_tracebacks(sweep.runs, results)
+    return _exit_code(board)
+
+
+def _print_tracebacks(runs: list[Any], results: dict) -> None:
+    """The worker's traceback of each failed run among ``runs``, on stderr (``--debug``)."""
+    for run in runs:
+        result = results.get(run.fingerprint)
+        if result is not None and result.status == "failed" and result.traceback:
+            print(f"kdbench: {run.describe()} failed: {result.error}\n{result.traceback}",
+                  file=sys.stderr)
+
+
+def _exit_code(board: dict) -> int:
+    """1 when the board that was written lists failed runs (said on stderr too), else 0."""
+    failed = board["failed"]
+    if not failed:
+        return 0
+    print(f"kdbench: {len(failed)} run(s) failed (listed above and in the board files); "
+          "exit code 1", file=sys.stderr)
+    return 1
+
+
+def _fresh_rows(value: bool | str, spec: Spec) -> bool | frozenset[str]:
+    """``--fresh``: ``True`` for every run, else the set of row labels it names (checked)."""
+    if isinstance(value, bool):
+        return value
+    rows = frozenset(n.strip() for n in value.split(",") if n.strip())
+    labels = {"teacher", "baseline", *(m.label for m in spec.methods)}
+    unknown = sorted(rows - labels)
+    if unknown or not rows:
+        raise KdbenchError(f"--fresh {value}: no row named {', '.join(unknown) or '(none)'} in "
+                           f"benchmark {spec.name!r}; rows: {', '.join(sorted(labels))} "
+                           "(a bare --fresh, after the benchmark, retrains everything)")
+    return rows
 
 
 def until_decided(session: Session, max_seeds: int, options: leaderboard.Options,
@@ -233,16 +355,17 @@ def until_decided(session: Session, max_seeds: int, options: leaderboard.Options
     start = len(spec.seeds)
     batch = max(2, start)
     looks = 1 + -(-(max_seeds - start) // batch)
+    order = seed_order(spec.seeds, max_seeds)
     seeds_of = {row.label: tuple(spec.seeds) for row in spec.methods}
     n = start
     for look in range(1, looks + 1):
-        full = sweeps.plan(replace(spec, seeds=tuple(range(n))), session.plugins,
+        full = sweeps.plan(replace(spec, seeds=order[:n]), session.plugins,
                            session.cache, session.device)
         runs = [r for r in full.runs if r.role != "method" or r.seed in seeds_of[r.label]]
         sweep = sweeps.Sweep(full.spec, full.teacher, runs)
         results = session.train(sweep)
         alpha = stats.sequential_alpha(look, looks, options.alpha)
-        look_options = leaderboard.Options(options.correction, alpha)
+        look_options = replace(options, alpha=alpha)
         board = leaderboard.build(sweep, results, higher_is_better=higher, options=look_options)
         undecided = [r["method"] for r in board["rows"] if r.get("verdict") == "no evidence"]
         print(f"look {look}/{looks}: {n} seeds, α = {alpha:.4g}; undecided: "
@@ -251,8 +374,20 @@ def until_decided(session: Session, max_seeds: int, options: leaderboard.Options
             return sweep, results, look_options
         n = min(max_seeds, n + batch)
         for label in undecided:
-            seeds_of[label] = tuple(range(n))
+            seeds_of[label] = order[:n]
     return sweep, results, look_options
+
+
+def seed_order(seeds: tuple[int, ...], total: int) -> tuple[int, ...]:
+    """The benchmark's own seeds first, then the smallest unused ones, ``total`` in all:
+    ``(10, 11)`` grows to ``(10, 11, 0, 1)``; ``(0, 1, 7)`` to ``(0, 1, 7, 2, 3)``."""
+    order = list(seeds)
+    candidate = 0
+    while len(order) < total:
+        if candidate not in seeds:
+            order.append(candidate)
+        candidate += 1
+    return tuple(order)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -260,9 +395,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     plugins = Plugins.load(strict=args.strict_plugins)
     spec = _spec(args, plugins)
+    writable_dir(args.out)
     tracker = Tracker(args.tracking_uri)
     sweep, results, board = stored_board(spec, plugins, tracker, args.cache_dir, args.benchmark,
-                                         leaderboard.Options(correction=args.correction))
+                                         _device(args.device),
+                                         _options(args, spec))
     paths = leaderboard.write(board, args.out)
     missing = sum(1 for r in sweep.runs if r.fingerprint not in results)
     print(leaderboard.terminal(board))
@@ -270,7 +407,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"\n{missing} run(s) of this benchmark have not finished yet: "
               f"`kdbench run {args.benchmark}` trains them")
     print(f"\nwrote {', '.join(str(p) for p in paths)}")
-    return 0
+    return _exit_code(board)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -282,18 +419,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.benchmarks) < 2:
         raise KdbenchError("compare needs at least two benchmarks")
+    from kdbench.spec import NAME
+
+    if not NAME.fullmatch(args.name):
+        raise KdbenchError(f"--name {args.name[:120]!r} is not a safe file name: use 1 to 100 "
+                           "letters, digits, '.', '_' or '-', starting with a letter or digit")
+    writable_dir(args.out)
     plugins = Plugins.load(strict=args.strict_plugins)
     tracker = Tracker(args.tracking_uri)
     scores: dict[str, dict[str, float]] = {}
     higher = None
     for name in args.benchmarks:
         spec = load(name, plugins)
-        _, _, board = stored_board(spec, plugins, tracker, args.cache_dir, name)
+        _, _, board = stored_board(spec, plugins, tracker, args.cache_dir, name,
+                                   _device(args.device))
         if higher is not None and board["higher_is_better"] != higher:
             raise KdbenchError("compare: the benchmarks rank by metrics of opposite directions")
         higher = board["higher_is_better"]
+        if board["baseline"]["mean"] is None:
+            raise KdbenchError(f"compare: benchmark {spec.name!r} has no finished baseline run "
+                               f"in {tracker.uri}; run `kdbench run {name}` first")
+        # A row whose every run failed has no mean: it is dropped from the ranking, not 0.
         scores[spec.name] = {"baseline": board["baseline"]["mean"],
-                             **{r["method"]: r["mean"] for r in board["rows"]}}
+                             **{r["method"]: r["mean"] for r in board["rows"]
+                                if r["mean"] is not None}}
     result = ranking.rank(scores, higher_is_better=bool(higher))
     args.out.mkdir(parents=True, exist_ok=True)
     figure = ranking.cd_diagram(result)
@@ -301,13 +450,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     (args.out / f"{args.name}.json").write_text(json.dumps({
         "benchmarks": result.benchmarks, "average_ranks": result.average_ranks,
         "friedman_statistic": result.friedman_statistic, "friedman_p": result.friedman_p,
+        "iman_davenport_statistic": result.iman_davenport_statistic,
+        "iman_davenport_p": result.iman_davenport_p,
         "critical_difference": result.critical_difference, "alpha": result.alpha,
+        "separable": result.separable,
         "dropped": result.dropped, "scores": scores}, indent=2, allow_nan=True) + "\n")
     print(f"average ranks over {len(result.benchmarks)} benchmarks (1 = best):")
     for method in sorted(result.average_ranks, key=result.average_ranks.get):
         print(f"  {result.average_ranks[method]:5.2f}  {method}")
     print(f"Friedman χ² = {result.friedman_statistic:.3f}, p = {result.friedman_p:.3g}; "
+          f"Iman–Davenport F = {result.iman_davenport_statistic:.3f}, "
+          f"p = {result.iman_davenport_p:.3g}; "
           f"Nemenyi critical difference at α = {result.alpha}: {result.critical_difference:.3f}")
+    k, n = len(result.methods), len(result.benchmarks)
+    if k >= 2 and not result.separable:
+        warnings.warn(f"with {n} benchmarks and {k} methods the critical difference "
+                      f"({result.critical_difference:.2f}) exceeds the largest possible gap in "
+                      f"average rank ({k - 1}): no two methods can be told apart; add "
+                      f"benchmarks (≥ {ranking.benchmarks_to_separate(k, result.alpha)} for "
+                      f"{k} methods)", stacklevel=2)
     if result.dropped:
         print(f"not ranked (missing on some benchmark): {', '.join(result.dropped)}")
     print(f"wrote {args.out / (args.name + '.png')}, {args.out / (args.name + '.json')}")
@@ -315,11 +476,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def stored_board(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path | None, name: str,
-                 options: leaderboard.Options | None = None) -> tuple[Any, dict, dict]:
+                 device: str = "cpu", options: leaderboard.Options | None = None
+                 ) -> tuple[Any, dict, dict]:
     """The leaderboard of ``spec`` from the runs already finished in the store, no training."""
     from kdbench import sweep as sweeps
 
-    sweep = sweeps.plan(spec, plugins, cache_dir or default_cache())
+    sweep = sweeps.plan(spec, plugins, cache_dir or default_cache(), device)
     results = tracker.finished(tracker.experiment(spec, create=False),
                                {r.fingerprint for r in sweep.runs}, spec.metrics)
     if not any(r.role != "teacher" and r.fingerprint in results for r in sweep.runs):
@@ -328,6 +490,18 @@ def stored_board(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path | N
     board = leaderboard.build(sweep, results, higher_is_better=_higher(plugins, spec),
                               options=options or leaderboard.Options())
     return sweep, results, board
+
+
+def _options(args: argparse.Namespace, spec: Spec) -> leaderboard.Options:
+    """The leaderboard's statistics options; says so when the correction's family shrinks."""
+    family = None
+    if args.family == "shown":
+        family = len(spec.methods)
+        if family < spec.family:
+            warnings.warn(f"--family shown: the {args.correction} correction runs over the "
+                          f"{family} rows shown, not the benchmark's {spec.family}; verdicts "
+                          "can differ from the full board's", stacklevel=2)
+    return leaderboard.Options(correction=args.correction, family=family)
 
 
 def _higher(plugins: Plugins, spec: Spec) -> bool:
@@ -340,6 +514,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for info in plugins.infos:
         origin = f"{info.distribution} {info.version}".strip()
         print(f"{info.name}  ({origin}; {info.module})")
+        if info.disabled:
+            print("  DISABLED (--disable-plugin / KDBENCH_DISABLE_PLUGINS)")
+            continue
         if info.error:
             print(f"  FAILED: {info.error}")
             continue

@@ -8,9 +8,11 @@ writes to the tracking store: the driver does, as results arrive.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing as mp
 import os
 import queue
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,8 +33,7 @@ class Executor(Protocol):
 
 @dataclass(frozen=True)
 class SerialParams:
-    threads: int = 0
-    """Torch intra-op threads; 0 means every core."""
+    """No parameters: each run sets its own torch thread count (``Job.threads``)."""
 
 
 class Serial:
@@ -40,13 +41,12 @@ class Serial:
 
     Params = SerialParams
 
-    def __init__(self, params: SerialParams) -> None:
-        self.threads = params.threads or os.cpu_count() or 1
+    def __init__(self, params: SerialParams | None = None) -> None:
+        pass
 
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
         from kdbench.train import execute
 
-        torch.set_num_threads(self.threads)
         for i, job in enumerate(jobs):
             yield i, execute(job, lambda *event, i=i: progress(i, *event))
 
@@ -55,39 +55,36 @@ class Serial:
 class ProcessParams:
     workers: int = 0
     """Worker processes; 0 means one per core (at most the number of jobs)."""
-    threads: int = 0
-    """Torch threads per worker; 0 splits the cores evenly (at least 1)."""
 
 
 class Processes:
-    """A pool of worker processes, each with a fair share of the cores.
+    """A pool of worker processes, one per core by default.
 
-    Small networks use several cores poorly, so on a 2-core machine two
-    single-threaded workers finish a sweep faster than one with two threads.
-    Workers are spawned, not forked: a forked copy of an initialised torch can
-    deadlock in OpenMP.
+    The pool never chooses a run's torch threads: each run sets its own
+    (``Job.threads``, one unless the sweep says otherwise), so a result is the
+    same under any pool size and a reused result does not depend on how the
+    sweep that produced it was launched. Small networks use several cores
+    poorly anyway: on a 2-core machine two single-threaded workers finish a
+    sweep faster than one with two threads. Workers are spawned, not forked: a
+    forked copy of an initialised torch can deadlock in OpenMP.
     """
 
     Params = ProcessParams
 
     def __init__(self, params: ProcessParams) -> None:
         self.workers = params.workers or os.cpu_count() or 1
-        self.threads = params.threads
 
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
         if not jobs:
             return
-        # Threads follow the pool's size, not the number of jobs, so that a run gives the
-        # same numbers whether it trains alone or among others.
-        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
         workers = max(1, min(self.workers, len(jobs)))
         if workers == 1:
-            yield from Serial(SerialParams(threads)).map(jobs, progress)
+            yield from Serial().map(jobs, progress)
             return
         context = mp.get_context("spawn")
         events = context.Queue()
         with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
-                                    initargs=(events, threads, os.getpid())) as pool:
+                                    initargs=(events, os.getpid())) as pool:
             pending = {pool.submit(_work, i, job): i for i, job in enumerate(jobs)}
             try:
                 while pending:
@@ -108,10 +105,14 @@ _events: Any = None
 _driver = 0
 
 
-def _init(events: Any, threads: int, driver: int) -> None:
+def _init(events: Any, driver: int) -> None:
     global _events, _driver  # the worker's end of the progress queue and its driver, per process
     _events, _driver = events, driver
-    torch.set_num_threads(threads)
+    # One thread between runs (each run sets its own count), and no inter-op pool: a
+    # worker per core would otherwise start a core's worth of idle threads each.
+    torch.set_num_threads(1)
+    with contextlib.suppress(RuntimeError):  # already started by an import: only idle threads
+        torch.set_num_interop_threads(1)
 
 
 def _work(index: int, job: Job) -> RunResult:
@@ -139,4 +140,5 @@ def _result(future: cf.Future) -> RunResult:
     try:
         return future.result()
     except Exception as error:  # a worker that died (out of memory, killed) fails its run only
-        return RunResult("", "failed", error=f"worker failed: {type(error).__name__}: {error}")
+        return RunResult("", "failed", error=f"worker failed: {type(error).__name__}: {error}",
+                         traceback="".join(traceback.format_exception(error)))

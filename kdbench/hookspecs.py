@@ -19,8 +19,26 @@ benchmark file's keys are checked against its fields and types, and MLflow logs
 them. When omitted, the factory's ``Params`` attribute is used, if any. The
 description defaults to the first line of the factory's docstring.
 
-Names are global per kind: two plugins registering the same method name is an
-error that names both plugins.
+Names are global per kind: two plugins registering the same name (of the same
+kind) is an error, exit code 2, whose message names both plugins and their
+distributions; kdbench never picks one silently. Pick one by disabling the other,
+by its entry-point name as ``kdbench plugins`` lists it::
+
+    kdbench run my_bench.toml --disable-plugin other_plugin     # repeatable
+    KDBENCH_DISABLE_PLUGINS=other_plugin,another kdbench run my_bench.toml
+
+A disabled plugin is not even imported, in the driver or in any worker.
+
+Registration is all or nothing: a plugin that fails to import, raises in a
+registration hook or registers something invalid contributes no name at all (a
+warning names it; ``--strict-plugins`` makes it an error).
+
+Code is part of a run's identity: a run's fingerprint includes, for its method,
+models, teacher provider, dataset and metrics, the providing distribution's name
+and version and a hash of the source of the module that defines the registered
+factory (with the modules of the same package it uses). Changing a plugin's code
+or version retrains the runs that use it, and only those; ``kdbench run`` says
+which and why.
 
 Event hooks observe a sweep. They run in the driver process only, in the order
 results arrive, and must not raise: an exception in an event hook is reported and

@@ -3,7 +3,9 @@
 The JSON file is the machine-readable contract::
 
     {"benchmark": str, "metric": str, "higher_is_better": bool,
-     "primary_test": str, "correction": str,
+     "primary_test": str, "correction": str, "alpha": float,
+     "family": int,   # comparisons the correction runs over
+     "benchmark_family": int,   # rows of the benchmark file
      "teacher": {"name": str, "value": float},
      "baseline": {"seeds": [int], "values": [float], "mean": float, "std": float, "ci95": [lo, hi]},
      "rows": [{"method": str, "uses": str, "params": {...}, "seeds": [int], "values": [float],
@@ -36,6 +38,11 @@ from kdbench.sweep import Sweep
 class Options:
     correction: str = "holm"
     alpha: float = 0.05
+    family: int | None = None
+    """How many comparisons the correction runs over; ``None``: every row of the
+    benchmark file (``Spec.family``). A board of some of a benchmark's rows
+    (``--methods``) keeps the benchmark's whole family by default, so that choosing
+    which rows to show cannot change a verdict."""
 
 
 def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = True,
@@ -49,13 +56,16 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
         result = results.get(run.fingerprint)
         if result is None:
             continue
-        if result.status != "finished" or metric not in result.metrics:
-            failed.append({"method": run.label, "seed": run.seed,
-                           "error": result.error or f"no {metric}"})
+        value = result.metrics.get(metric)
+        if result.status != "finished" or value is None or not math.isfinite(float(value)):
+            why = result.error if result.status != "finished" else \
+                f"finished without a {metric}" if value is None else \
+                f"finished with {metric} = {value} (a metric plugin returned a non-finite value)"
+            failed.append({"method": run.label, "seed": run.seed, "error": why})
             continue
         seeds, values = samples.setdefault(run.label, ([], []))
         seeds.append(run.seed)
-        values.append(float(result.metrics[metric]))
+        values.append(float(value))
 
     teacher = results.get(sweep.teacher.fingerprint)
     teacher_value = teacher.metrics.get(metric) if teacher and teacher.status == "finished" \
@@ -69,6 +79,9 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
         "primary_test": "paired_t",
         "correction": options.correction,
         "alpha": options.alpha,
+        "family": options.family if options.family is not None
+        else max(spec.family, len(spec.methods)),
+        "benchmark_family": max(spec.family, len(spec.methods)),
         "teacher": {"name": _teacher_name(sweep), "value": _num(teacher_value)},
         "baseline": {"seeds": base_seeds, "values": base_values,
                      "mean": _num(base.mean if base else None),
@@ -81,7 +94,8 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
     method_samples = {label: stats.Sample(*samples[label]) for label in rows if label in samples}
     comparisons = stats.compare(stats.Sample(base_seeds, base_values), method_samples,
                                 alpha=options.alpha, correction=options.correction,
-                                higher_is_better=higher_is_better) \
+                                higher_is_better=higher_is_better,
+                                family_size=max(board["family"], len(method_samples))) \
         if base_values and method_samples else {}
     for label, sample in method_samples.items():
         row: dict[str, Any] = {"method": label, "uses": rows[label].method,
@@ -181,7 +195,7 @@ def terminal(board: dict[str, Any]) -> str:
     def fmt(r: list[str]) -> str:
         return "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
     text = [f"{board['benchmark']}: {board['metric']} (%), {len(base['values'])} seeds, "
-            f"primary test {board['primary_test']}, {board['correction']}-corrected, "
+            f"primary test {board['primary_test']}, {family_line(board)}, "
             f"α = {board['alpha']}", fmt(header), fmt(["-" * w for w in widths])]
     text += [fmt(r) for r in lines]
     # One line per distinct note: with many methods and few seeds they often say the same.
@@ -199,11 +213,23 @@ def terminal(board: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
+def family_line(board: dict[str, Any]) -> str:
+    """``holm-corrected over 17 methods`` (and how many of them the board shows)."""
+    family, shown = board.get("family") or len(board["rows"]), len(board["rows"])
+    whole = board.get("benchmark_family") or family
+    line = f"{board['correction']}-corrected over {family} method{'s' if family != 1 else ''}"
+    if family < whole:
+        line += f" ONLY, not the benchmark's {whole} (--family shown)"
+    elif shown < family:
+        line += f" (the benchmark's; {shown} shown)"
+    return line
+
+
 def markdown(board: dict[str, Any]) -> str:
     rows = table_rows(board)
     lines = [f"# {board['benchmark']}", "",
              f"Metric: `{board['metric']}`; primary test: `{board['primary_test']}`, "
-             f"{board['correction']}-corrected across methods, α = {board['alpha']}.", "",
+             f"{family_line(board)}, α = {board['alpha']}.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
@@ -247,7 +273,7 @@ tr.better td {{ background: #dafbe1; }} tr.worse td {{ background: #ffebe9; }}
 </style></head><body>
 <h1>{escape(board['benchmark'])}</h1>
 <p>Metric <code>{escape(board['metric'])}</code>; primary test <code>{escape(board['primary_test'])}</code>,
-{escape(board['correction'])}-corrected across methods at α = {board['alpha']}.
+{escape(family_line(board))} at α = {board['alpha']}.
 Every dot is one seed; diamonds are means with their 95% confidence intervals; the band is the
 baseline's 95% CI.</p>
 <figure id="plot">{figure_svg}</figure>

@@ -30,7 +30,12 @@ from kdbench.data import DataInfo
 from kdbench.taps import Taps, TapShapes
 
 LossTerms = dict[str, Tensor]
-"""Named loss terms; the loop sums them, backpropagates the sum and logs each."""
+"""Named loss terms; the loop sums them, backpropagates the sum and logs each.
+
+Each term is a floating-point scalar tensor, and at least one depends on a trained
+parameter. The loop checks this at every step (:mod:`kdbench.contract`): anything else,
+or a non-finite term or gradient, fails the run with a message naming the method, the
+term, the phase, the epoch and the step."""
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,87 @@
-"""Hyperparameters: a dataclass filled from a benchmark file, with checked names and types."""
+"""Hyperparameters: a dataclass filled from a benchmark file, with checked names, types and
+ranges.
+
+A params dataclass declares what its values may be, so that a bad value is refused when the
+benchmark file is read, not after every run has failed:
+
+* the type of each field (``float``, ``int``, ``Literal["a", "b"]``, ``tuple[int, ...]``);
+  floats must be finite everywhere (TOML allows ``nan`` and ``inf``);
+* a range per field, with :func:`bounded` (or ``dataclasses.field(metadata={"range": ...})``
+  with a :class:`Range` or a closed ``(low, high)`` pair, ``None`` for no bound)::
+
+      @dataclass(frozen=True)
+      class KDParams:
+          T: float = bounded(4.0, low=0, low_open=True)     # T > 0
+          alpha: float = bounded(0.9, low=0, high=1)        # alpha in [0, 1]
+
+  A range applies to every item of a tuple field and is skipped for a ``None`` value;
+* checks across fields, in the dataclass's ``__post_init__``: a ``ValueError`` raised there
+  reaches the user as a :class:`SpecError` with the same message, prefixed by where.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from kdbench.errors import SpecError
+
+MAX_EPOCHS = 100_000
+"""More epochs than any benchmark needs, for a recipe or a method's stage: a larger number is
+a typo that would train for ever."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: ``low <= x <= high``, ``<`` on an open side."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None
+                    and (value >= self.high if self.high_open else value > self.high))
+
+    def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {high}"
+        return "any number"
+
+
+def bounded(default: Any, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False) -> Any:
+    """A dataclass field with ``default`` whose values must lie in a :class:`Range`;
+    :func:`build` enforces it (``[methods.kd] T must be > 0, got -1.0``)."""
+    return dataclasses.field(default=default,
+                             metadata={"range": Range(low, high, low_open, high_open)})
+
+
+def range_of(f: dataclasses.Field) -> Range | None:
+    """The declared range of a dataclass field: a :class:`Range`, or a closed ``(low, high)``."""
+    declared = f.metadata.get("range")
+    if declared is None or isinstance(declared, Range):
+        return declared
+    low, high = declared
+    return Range(low, high)
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, float) and value == value else str(value)
 
 
 def suggestion(name: str, choices: Iterable[str]) -> str:
@@ -21,9 +93,10 @@ def suggestion(name: str, choices: Iterable[str]) -> str:
 def build(cls: type, values: dict[str, Any], where: str = "") -> Any:
     """An instance of dataclass ``cls`` from ``values``.
 
-    Unknown keys and values of the wrong type raise :class:`SpecError` naming
-    the key, the expected type and the allowed keys. An ``int`` is accepted
-    for a ``float`` field; a ``list`` for a ``tuple`` field.
+    Unknown keys, missing required ones, values of the wrong type and values out
+    of a field's declared range (:func:`bounded`) raise :class:`SpecError` naming
+    the key and what is allowed; so does a ``ValueError`` from ``__post_init__``.
+    An ``int`` is accepted for a ``float`` field; a ``list`` for a ``tuple`` field.
     """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -33,16 +106,60 @@ def build(cls: type, values: dict[str, Any], where: str = "") -> Any:
                 f"{where}unknown parameter {key!r}{suggestion(key, fields)}; "
                 f"allowed: {', '.join(fields) or 'none'}"
             )
+    for key, f in fields.items():
+        if key not in values and f.default is dataclasses.MISSING \
+                and f.default_factory is dataclasses.MISSING:
+            raise SpecError(f"{where}missing parameter {key!r}, which has no default; set it")
     kwargs = {key: check(hints[key], value, f"{where}{key}") for key, value in values.items()}
-    return cls(**kwargs)
+    try:
+        params = cls(**kwargs)
+    except ValueError as error:  # a check across fields in __post_init__
+        raise SpecError(f"{where}{error}") from None
+    for key, f in fields.items():
+        declared = range_of(f)
+        if declared is not None:
+            in_range(declared, getattr(params, key), f"{where}{key}",
+                     default="" if key in values else " (its default)")
+    return params
+
+
+def in_range(declared: Range, value: Any, where: str, default: str = "") -> None:
+    """:class:`SpecError` unless ``value`` (each item of a tuple or list) lies in ``declared``."""
+    items = value if isinstance(value, tuple | list) else (value,)
+    for item in items:
+        if item is None or isinstance(item, bool) or not isinstance(item, int | float):
+            continue
+        if item not in declared:
+            got = f"{item!r} in {list(value)!r}" if items is value else repr(item)
+            raise SpecError(f"{where} must be {declared}, got {got}{default}")
 
 
 def check(hint: Any, value: Any, where: str) -> Any:
     """``value`` converted to ``hint`` where that is lossless; :class:`SpecError` otherwise."""
     ok, converted = _convert(hint, value)
     if not ok:
-        raise SpecError(f"{where} must be {describe(hint)}, got {value!r}")
+        if not_finite(value):
+            raise SpecError(f"{where} must be a finite number, got {value!r} "
+                            "(TOML's nan and inf are not allowed)")
+        raise SpecError(f"{where} must be {describe(hint)}, got {short_repr(value)}")
     return converted
+
+
+def not_finite(value: Any) -> bool:
+    """Whether ``value`` is, or holds (in lists, tuples and tables), a nan or an infinity."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return any(not_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(not_finite(v) for v in value.values())
+    return False
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to one short line: a user's value may be a whole table."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _convert(hint: Any, value: Any) -> tuple[bool, Any]:
@@ -65,6 +182,8 @@ def _convert(hint: Any, value: Any) -> tuple[bool, Any]:
         return isinstance(value, int) and not isinstance(value, bool), value
     if hint is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        # float(10**400) overflows; nan and inf are refused as a user's number.
+        ok = ok and (isinstance(value, float) or abs(value) < 2**1023) and math.isfinite(value)
         return ok, float(value) if ok else None
     if hint is str:
         return isinstance(value, str), value

@@ -5,11 +5,20 @@ group. :class:`Plugins` loads them one by one so that a plugin that fails to
 import or to register is named and skipped (or, with ``strict``, stops
 kdbench), and wraps every hook call in a typed method: no other core module
 touches ``pm.hook``.
+
+Registration is all or nothing: a plugin's registrations are staged and checked
+against everything already registered before any of them is merged, so a plugin
+that fails halfway contributes no name at all. A name registered by two plugins
+is always an error (never "the first one wins"): which of the two would train
+under a row's name would depend on the order entry points are found in. The user
+picks one by disabling the other: ``KDBENCH_DISABLE_PLUGINS=name[,name]`` or
+``--disable-plugin NAME`` (entry-point names, as ``kdbench plugins`` lists them).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +28,15 @@ import pluggy
 from kdbench import hookspecs
 from kdbench.errors import PluginError
 from kdbench.registry import KINDS, Entry, Registry
+
+DISABLE_ENV = "KDBENCH_DISABLE_PLUGINS"
+"""Comma-separated entry-point names of plugins not to load (``--disable-plugin`` sets it, so
+that worker processes skip them too)."""
+
+
+def disabled_plugins() -> set[str]:
+    """The plugin names ``KDBENCH_DISABLE_PLUGINS`` lists."""
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
 @dataclass(frozen=True)
@@ -30,6 +48,13 @@ class PluginInfo:
     distribution: str
     version: str
     error: str | None = None
+    disabled: bool = False
+
+    @property
+    def origin(self) -> str:
+        """``plugin 'name' (distribution version)``: how messages name a plugin."""
+        where = f"{self.distribution} {self.version}" if self.version else self.distribution.strip("()")
+        return f"plugin {self.name!r} ({where})"
 
 
 @dataclass
@@ -48,13 +73,25 @@ class Plugins:
 
         A plugin that raises on import or registration is reported in a
         warning and skipped; with ``strict`` it raises :class:`PluginError`.
+        Plugins named in ``KDBENCH_DISABLE_PLUGINS`` are not imported. A name
+        registered by two plugins raises :class:`PluginError`, strict or not.
         """
         pm = pluggy.PluginManager("kdbench")
         pm.add_hookspecs(hookspecs)
         plugins = cls(pm)
-        for ep in sorted(importlib.metadata.entry_points(group="kdbench"), key=lambda e: e.name):
+        disabled = disabled_plugins()
+        found = sorted(importlib.metadata.entry_points(group="kdbench"), key=lambda e: e.name)
+        unknown = disabled - {ep.name for ep in found} - {name for name, _ in extra or []}
+        if unknown:
+            raise PluginError(
+                f"{DISABLE_ENV} / --disable-plugin: no plugin named {', '.join(sorted(unknown))}; "
+                f"installed: {', '.join(ep.name for ep in found)} (see `kdbench plugins`)")
+        for ep in found:
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
+            if ep.name in disabled:
+                plugins.infos.append(PluginInfo(ep.name, ep.value, dist, version, disabled=True))
+                continue
             try:
                 module = ep.load()
             except Exception as error:  # a broken plugin must not break kdbench
@@ -63,6 +100,8 @@ class Plugins:
                 continue
             plugins._add(ep.name, module, ep.value, dist, version, strict)
         for name, module in extra or []:
+            if name in disabled:
+                continue
             plugins._add(name, module, getattr(module, "__name__", name), "(local)", "", strict)
         return plugins
 
@@ -82,16 +121,33 @@ class Plugins:
                 for impl in hook.get_hookimpls():
                     if impl.plugin is module:
                         impl.function(register=staged.callback(kind, name))
-            for kind in KINDS:
-                for entry in staged.tables[kind].values():
-                    self.registry.callback(kind, name)(entry.name, entry.factory, entry.params,
-                                                       entry.description)
         except Exception as error:
             self.pm.unregister(module)
             self._failed(name, path, dist, version,
                          f"failed to register: {type(error).__name__}: {error}", strict)
             return
-        self.infos.append(PluginInfo(name, path, dist, version))
+        info = PluginInfo(name, path, dist, version)
+        # Every name is checked before any is merged: a conflict leaves the registry as it was.
+        for kind in KINDS:
+            for entry in staged.tables[kind].values():
+                if entry.name in self.table(kind):
+                    self.pm.unregister(module)
+                    raise PluginError(self._conflict(kind, entry.name, info))
+        for kind in KINDS:
+            self.registry.tables[kind].update(staged.tables[kind])
+        self.infos.append(info)
+
+    def _conflict(self, kind: str, name: str, newcomer: PluginInfo) -> str:
+        holder = self.info(self.table(kind)[name].plugin) or PluginInfo(
+            self.table(kind)[name].plugin, "?", "?", "?")
+        return (f"{kind[:-1]} {name!r} is registered by both {holder.origin} and "
+                f"{newcomer.origin}; keep one by disabling the other: --disable-plugin "
+                f"{newcomer.name} (or {holder.name}), or {DISABLE_ENV}={newcomer.name}; "
+                "or uninstall one of the distributions")
+
+    def info(self, name: str) -> PluginInfo | None:
+        """The loaded (or failed, or disabled) plugin named ``name``."""
+        return next((i for i in self.infos if i.name == name), None)
 
     def _failed(self, name: str, path: str, dist: str, version: str, why: str,
                 strict: bool) -> None:

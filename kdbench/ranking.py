@@ -26,7 +26,15 @@ from scipy import stats as st
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Ranking", "cd_diagram", "critical_difference", "nemenyi_q", "rank"]
+__all__ = [
+    "Ranking",
+    "benchmarks_to_separate",
+    "cd_diagram",
+    "critical_difference",
+    "iman_davenport",
+    "nemenyi_q",
+    "rank",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,11 @@ class Ranking:
         ``scipy.stats.friedmanchisquare`` over the benchmarks (blocks); ``nan``
         with fewer than 3 methods or 2 benchmarks, or when every benchmark ties
         every method.
+    iman_davenport_statistic, iman_davenport_p : float
+        Iman and Davenport's F, ``(N - 1) chi2 / (N (k - 1) - chi2)`` on
+        ``(k - 1, (k - 1)(N - 1))`` degrees of freedom: the less conservative form of
+        Friedman's test that Demšar (2006) recommends. ``nan`` where Friedman's is;
+        ``inf`` and p = 0 when every benchmark ranks the methods alike.
     critical_difference : float
         Nemenyi critical difference: two methods whose average ranks differ by at
         least this much differ at level ``alpha``; ``nan`` with fewer than 2
@@ -54,6 +67,11 @@ class Ranking:
         Significance level of the Friedman test and the critical difference.
     dropped : list of str
         Methods left out because they lack a finite score on some benchmark.
+    separable : bool
+        Whether any two methods could differ by the critical difference at all: the
+        average ranks of two methods differ by at most ``k - 1`` (one always first,
+        the other always last), so with ``critical_difference > k - 1`` no pair can
+        ever be told apart, whatever the scores.
     """
 
     methods: list[str]
@@ -64,6 +82,13 @@ class Ranking:
     critical_difference: float
     alpha: float
     dropped: list[str] = field(default_factory=list)
+    iman_davenport_statistic: float = math.nan
+    iman_davenport_p: float = math.nan
+
+    @property
+    def separable(self) -> bool:
+        k = len(self.methods)
+        return math.isfinite(self.critical_difference) and self.critical_difference <= k - 1
 
 
 def nemenyi_q(k: int, alpha: float = 0.05) -> float:
@@ -146,6 +171,7 @@ def rank(
             warnings.simplefilter("ignore")
             res = st.friedmanchisquare(*table.T)
         stat, p = float(res.statistic), float(res.pvalue)
+    f_stat, f_p = iman_davenport(stat, k, n)
 
     return Ranking(
         methods=methods,
@@ -156,7 +182,34 @@ def rank(
         critical_difference=critical_difference(k, n, alpha),
         alpha=alpha,
         dropped=dropped,
+        iman_davenport_statistic=f_stat,
+        iman_davenport_p=f_p,
     )
+
+
+def benchmarks_to_separate(k: int, alpha: float = 0.05) -> int:
+    """The fewest benchmarks at which two of k methods can differ by the critical
+    difference: the smallest N with ``critical_difference(k, N) <= k - 1``."""
+    n = 1
+    while critical_difference(k, n, alpha) > k - 1:
+        n += 1
+    return n
+
+
+def iman_davenport(chi2: float, k: int, n: int) -> tuple[float, float]:
+    """Iman–Davenport's F from Friedman's chi-square for k methods on n benchmarks.
+
+    ``F = (n - 1) chi2 / (n (k - 1) - chi2)``, referred to the F distribution with
+    ``k - 1`` and ``(k - 1)(n - 1)`` degrees of freedom (Iman and Davenport 1980;
+    Demšar 2006, eq. 2). Returns ``(F, p)``; ``(nan, nan)`` when chi2 is not finite.
+    """
+    if not math.isfinite(chi2) or k < 2 or n < 2:
+        return math.nan, math.nan
+    denominator = n * (k - 1) - chi2
+    if denominator <= 0:  # every benchmark ranks the methods alike: chi2 at its maximum
+        return math.inf, 0.0
+    f = (n - 1) * chi2 / denominator
+    return float(f), float(st.f.sf(f, k - 1, (k - 1) * (n - 1)))
 
 
 def _cliques(ranks: list[float], cd: float) -> list[tuple[int, int]]:

@@ -57,10 +57,12 @@ class Registry:
                 raise PluginError(f"plugin {plugin!r} registered a {kind[:-1]} without a name")
             table = self.tables[kind]
             if name in table:
+                # Within one registry (a plugin's staged registrations): the same plugin twice.
+                # Conflicts between plugins are checked by kdbench.plugins, which names them.
                 other = table[name].plugin
                 raise PluginError(
                     f"{kind[:-1]} {name!r} is registered by both {other!r} and {plugin!r}; "
-                    "uninstall one of them or rename"
+                    "register each name once"
                 )
             if params is None:
                 params = getattr(factory, "Params", None)

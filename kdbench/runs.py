@@ -38,6 +38,9 @@ class Job:
     metrics: tuple[str, ...]
     cache_dir: str
     device: str = "cpu"
+    threads: int = 1
+    """Torch intra-op threads of the run. Part of its identity: a different count sums in a
+    different order and rounds differently, so it is fixed per run, never per pool."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,12 @@ class Run:
     seed: int
     fingerprint: str
     job: Job
+    spec_fingerprint: str = ""
+    """The fingerprint of the run's inputs without the code: equal between a run and a stale
+    one of an older plugin version, which is how ``kdbench run`` tells why it retrains."""
+    code: dict[str, str] = field(default_factory=dict, hash=False)
+    """The code behind the run by part (``method``, ``student``, ``dataset``, ``kdbench``...):
+    ``"<distribution> <version> <source hash>"`` (:mod:`kdbench.identity`)."""
 
     @property
     def method(self) -> str | None:
@@ -77,3 +86,10 @@ class RunResult:
     error: str | None = None
     run_id: str | None = None
     reused: bool = False
+    started: float = 0.0
+    ended: float = 0.0
+    """Wall-clock start and end of the run in the worker (seconds since the epoch); MLflow
+    shows them as the run's start and end."""
+    traceback: str | None = None
+    """The worker's formatted traceback of a failed run (``error`` is its one line);
+    ``--debug`` prints it."""

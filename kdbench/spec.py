@@ -30,35 +30,49 @@ methods with their hyperparameters, the seeds and the metric to rank by::
     method = "kd"              # another row with the same method
     T = 1.0
 
-Every error names the file, the key and what is allowed.
+Every error names the file, the key and what is allowed, and comes before anything trains:
+types, each value's range (the recipe's here, a plugin's in its params dataclass, see
+:mod:`kdbench.params`), nan and inf anywhere, distinct seeds and rows, and a ``name`` that is
+a safe file name.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from kdbench.errors import KdbenchError, SpecError
-from kdbench.params import as_dict, build, check, suggestion
+from kdbench.params import MAX_EPOCHS, as_dict, bounded, build, check, not_finite, short_repr, suggestion
 from kdbench.plugins import Plugins
+
+MAX_SEEDS = 100_000
+"""The most seeds a benchmark or ``--seeds`` may name; ``kdbench run`` also caps the runs."""
+MAX_SEED = 2**32 - 1
+"""The largest seed: every random generator a plugin may use (numpy's legacy one too) takes it."""
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""A benchmark name, which becomes the name of the leaderboard files and of the experiment."""
 
 
 @dataclass(frozen=True)
 class Recipe:
     """How a network is trained."""
 
-    epochs: int = 30
-    batch_size: int = 100
+    epochs: int = bounded(30, low=1, high=MAX_EPOCHS)
+    batch_size: int = bounded(100, low=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    lr: float = bounded(0.01, low=0, low_open=True)
+    momentum: float = bounded(0.9, low=0, high=1, high_open=True)
+    weight_decay: float = bounded(0.0, low=0)
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     milestones: tuple[int, ...] = ()
-    """Epochs at which the ``step`` schedule multiplies the learning rate by ``gamma``."""
-    gamma: float = 0.1
+    """Epochs at which the ``step`` schedule multiplies the learning rate by ``gamma``:
+    increasing, each in 1..epochs-1 (checked by :func:`check_recipe`)."""
+    gamma: float = bounded(0.1, low=0, low_open=True)
     stage_budget: Literal["shared", "extra"] = "shared"
     """Where the epochs of a method's warm-up stages that train the student (FitNet's hints,
     FSP, AB's initialisation) come from: ``shared`` takes them out of ``epochs``, so every
@@ -106,15 +120,23 @@ class Spec:
     metric: str
     metrics: tuple[str, ...]
     executor: Component
+    family: int = 0
+    """How many rows the benchmark file lists: the multiplicity correction's family, kept
+    when ``--methods`` shows fewer (0: ``len(methods)``)."""
 
     def with_options(self, seeds: int | None = None, methods: list[str] | None = None) -> Spec:
         """This spec with ``--seeds N`` (seeds 0..N-1) and ``--methods a,b`` applied."""
-        spec = self
+        spec = self if self.family else replace(self, family=len(self.methods))
         if seeds is not None:
-            if seeds < 1:
-                raise SpecError(f"--seeds must be at least 1, got {seeds}")
+            if not 1 <= seeds <= MAX_SEEDS:
+                raise SpecError(f"--seeds must be in 1..{MAX_SEEDS}, got {seeds}")
             spec = replace(spec, seeds=tuple(range(seeds)))
         if methods is not None:
+            if not methods:
+                raise SpecError("--methods names no row; give row names separated by commas")
+            twice = _repeated(methods)
+            if twice is not None:
+                raise SpecError(f"--methods names {twice!r} twice; name each row once")
             rows = {m.label: m for m in spec.methods}
             unknown = [name for name in methods if name not in rows]
             if unknown:
@@ -134,13 +156,22 @@ TEACHER_KEYS = {"provider", "model", "seed", "recipe"}
 def resolve(name_or_path: str, plugins: Plugins) -> Path:
     """The benchmark file for a path, or for a name registered by a plugin."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte
+        raise SpecError(f"benchmark file {name_or_path!r} cannot be opened: {error}") from None
+    folder = exists and path.is_dir()
+    if path.suffix == ".toml" or (exists and not folder):
+        if folder:
+            raise SpecError(f"{name_or_path} is a directory; give a benchmark .toml file in it")
         if not path.is_file():
             raise SpecError(f"benchmark file {name_or_path} does not exist")
         return path
     known = plugins.benchmarks()
-    if name_or_path in known:
+    if name_or_path in known:  # a built-in name wins over a folder of the same name
         return Path(known[name_or_path].factory)
+    if folder:
+        raise SpecError(f"{name_or_path} is a directory; give a benchmark .toml file in it")
     raise SpecError(
         f"no benchmark named {name_or_path!r}{suggestion(name_or_path, known)}; "
         f"built-in: {', '.join(sorted(known)) or 'none'}; or give a path to a .toml file"
@@ -151,24 +182,78 @@ def load(name_or_path: str, plugins: Plugins) -> Spec:
     """Read, check and complete a benchmark file; :class:`SpecError` on any problem."""
     path = resolve(name_or_path, plugins)
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path}: not valid TOML: {error}") from None
-    try:
-        return _parse(raw, path, plugins)
+        return _parse(read(path), path, plugins)
     except KdbenchError as error:
         raise SpecError(f"{path}: {error}") from None
 
 
+def read(path: Path) -> dict[str, Any]:
+    """The TOML document in ``path``, with no nan or inf, no integer beyond 64 bits and no
+    control character in a key; :class:`SpecError` for a file that cannot be read, is not
+    UTF-8 or not TOML."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SpecError(f"cannot read the benchmark file: {error.strerror or error}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}); "
+                        "save the benchmark file as UTF-8") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"not valid TOML: {error}") from None
+    except ValueError as error:  # an integer of more than 4300 digits
+        raise SpecError(f"not valid TOML: {str(error).split(';')[0]}") from None
+    except RecursionError:
+        raise SpecError("not valid TOML: arrays or tables nested too deeply") from None
+    _check_values(raw, ())
+    return raw
+
+
+def _check_values(value: Any, keys: tuple[str, ...]) -> None:
+    """Refuse nan and inf anywhere, integers TOML does not promise (beyond 64 bits, which
+    could not even be printed past 4300 digits), and keys that would break a one-line
+    message."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not key.isprintable():
+                raise SpecError(f"{_where(keys)}key {key!r} has a control character; "
+                                "use printable names")
+            _check_values(item, (*keys, key))
+    elif isinstance(value, list):
+        for item in value:
+            _check_values(item, keys)
+    elif not_finite(value):
+        raise SpecError(f"{_where(keys[:-1])}{_key(keys[-1])} must be a finite number, got "
+                        f"{value!r} (TOML's nan and inf are not allowed)")
+    elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise SpecError(f"{_where(keys[:-1])}{_key(keys[-1])} must be a 64-bit integer, got one "
+                        f"of {value.bit_length()} bits")
+
+
+def _where(tables: tuple[str, ...]) -> str:
+    """``[teacher.recipe] `` for the table a key is in; ``""`` at the top."""
+    return "[" + ".".join(_key(k) for k in tables) + "] " if tables else ""
+
+
+def _key(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
 def _parse(raw: dict[str, Any], path: Path, plugins: Plugins) -> Spec:
     _only(raw, TOP_KEYS, "")
+    name = _name(raw, path)
     dataset = _component(raw, "dataset", "datasets", plugins)
     student = _component(raw, "student", "students", plugins)
-    recipe = build(Recipe, _table(raw, "recipe"), where="[recipe] ")
+    recipe = check_recipe(build(Recipe, _table(raw, "recipe"), where="[recipe] "), "[recipe] ")
     teacher = _teacher(_table(raw, "teacher"), plugins)
 
     methods = []
     for label, table in _table(raw, "methods").items():
+        _label(label)
         if not isinstance(table, dict):
             raise SpecError(f"[methods.{label}] must be a table of the method's parameters")
         values = dict(table)
@@ -177,31 +262,100 @@ def _parse(raw: dict[str, Any], path: Path, plugins: Plugins) -> Spec:
         params = entry.make_params(values, where=f"[methods.{label}] ")
         methods.append(MethodSpec(label, method, as_dict(params)))
 
-    seeds_value = raw.get("seeds", 5)
-    if isinstance(seeds_value, list):
-        seeds = tuple(check(list[int], seeds_value, "seeds"))
-    else:
-        count = check(int, seeds_value, "seeds")
-        seeds = tuple(range(count))
-    if not seeds:
-        raise SpecError("seeds must name at least one seed")
-
+    seeds = _seeds(raw.get("seeds", 5))
     metrics = tuple(check(list[str], raw.get("metrics", ["top1", "agreement"]), "metrics"))
+    twice = _repeated(metrics)
+    if twice is not None:
+        raise SpecError(f"metrics lists {twice!r} twice; list each metric once")
     metric = check(str, raw.get("metric", metrics[0] if metrics else "top1"), "metric")
     if metric not in metrics:
         metrics = (metric, *metrics)
-    for name in metrics:
-        plugins.entry("metrics", name, where="metrics: ")
+    for metric_name in metrics:
+        plugins.entry("metrics", metric_name, where="metrics: ")
 
     executor = _component(raw, "executor", "executors", plugins, default="process")
     return Spec(
-        name=check(str, raw.get("name", path.stem), "name"),
+        name=name,
         path=path,
         description=check(str, raw.get("description", ""), "description"),
         dataset=dataset, teacher=teacher, student=student, recipe=recipe,
         methods=tuple(methods), seeds=seeds, metric=metric, metrics=metrics,
         executor=executor,
     )
+
+
+def _name(raw: dict[str, Any], path: Path) -> str:
+    """The benchmark's name, which names its leaderboard files under ``--out``: a plain file
+    name, so that none lands outside ``--out`` or fails to be written after the training."""
+    if "name" in raw:
+        name = check(str, raw["name"], "name")
+        if not NAME.fullmatch(name):
+            raise SpecError(f"name {name[:120]!r} is not a safe file name: use 1 to 100 letters, "
+                            "digits, '.', '_' or '-', starting with a letter or digit")
+        return name
+    if not NAME.fullmatch(path.stem):
+        raise SpecError(f"the file name {path.stem[:120]!r} is not a safe benchmark name; set "
+                        "`name = \"...\"` in the file: 1 to 100 letters, digits, '.', '_' or "
+                        "'-', starting with a letter or digit")
+    return path.stem
+
+
+def _label(label: str) -> None:
+    """A row's name: shown in every table, picked by ``--methods a,b``."""
+    if not label or label != label.strip() or "," in label or len(label) > 100:
+        raise SpecError(f"[methods] row name {label!r} must be 1 to 100 characters, with no comma "
+                        "and no space at either end; rename the table")
+    if label in ("baseline", "teacher"):
+        raise SpecError(f"[methods.{label}]: {label!r} names the leaderboard's own {label} row; "
+                        "give the row another name (and `method = ...`)")
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    """A count (seeds 0..N-1) or a list of distinct seeds."""
+    if isinstance(value, list):
+        seeds = tuple(check(list[int], value, "seeds"))
+        if not seeds:
+            raise SpecError("seeds must name at least one seed")
+        if len(seeds) > MAX_SEEDS:
+            raise SpecError(f"seeds lists {len(seeds)} seeds, more than {MAX_SEEDS}")
+        for seed in seeds:
+            if not 0 <= seed <= MAX_SEED:
+                raise SpecError(f"seeds must be in 0..{MAX_SEED}, got {seed}")
+        twice = _repeated(seeds)
+        if twice is not None:
+            raise SpecError(f"seeds lists seed {twice} twice; each seed must be distinct, or "
+                            "the same run is counted twice")
+        return seeds
+    count = check(int, value, "seeds")
+    if not 1 <= count <= MAX_SEEDS:
+        raise SpecError(f"seeds must be a count in 1..{MAX_SEEDS} (seeds 0..N-1) or a list of "
+                        f"seeds, got {count}")
+    return tuple(range(count))
+
+
+def _repeated(items: Iterable[Any]) -> Any:
+    """The first item that occurs twice, or ``None``."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
+def check_recipe(recipe: Recipe, where: str) -> Recipe:
+    """``recipe`` after the checks across its fields (each field's range is checked by
+    :func:`kdbench.params.build`)."""
+    if recipe.milestones and recipe.schedule != "step":
+        raise SpecError(f'{where}milestones are used only by schedule = "step", not '
+                        f'{recipe.schedule!r}; set schedule = "step" or remove them')
+    previous = 0
+    for milestone in recipe.milestones:
+        if not previous < milestone < recipe.epochs:
+            raise SpecError(f"{where}milestones must be increasing epochs in 1..{recipe.epochs - 1} "
+                            f"(below epochs = {recipe.epochs}), got {list(recipe.milestones)}")
+        previous = milestone
+    return recipe
 
 
 def _teacher(table: dict[str, Any], plugins: Plugins) -> TeacherSpec:
@@ -214,8 +368,11 @@ def _teacher(table: dict[str, Any], plugins: Plugins) -> TeacherSpec:
     if getattr(entry.factory, "needs_model", False) and model is None:
         raise SpecError(f"[teacher] provider {provider!r} needs `model`, an architecture name; "
                         f"installed: {', '.join(sorted(plugins.students()))}")
-    recipe = build(Recipe, _table(table, "recipe", "[teacher] "), where="[teacher.recipe] ")
+    recipe = check_recipe(build(Recipe, _table(table, "recipe", "[teacher] ", "teacher."),
+                                where="[teacher.recipe] "), "[teacher.recipe] ")
     seed = check(int, table.get("seed", 0), "[teacher] seed")
+    if not 0 <= seed <= MAX_SEED:
+        raise SpecError(f"[teacher] seed must be in 0..{MAX_SEED}, got {seed}")
     return TeacherSpec(provider, model, seed, recipe, params)
 
 
@@ -235,10 +392,10 @@ def _component(raw: dict[str, Any], key: str, kind: str, plugins: Plugins,
     return Component(name, as_dict(params))
 
 
-def _table(raw: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
+def _table(raw: dict[str, Any], key: str, where: str = "", section: str = "") -> dict[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
-        raise SpecError(f"{where}{key} must be a table ([{key}])")
+        raise SpecError(f"{where}{key} must be a table ([{section}{key}]), got {short_repr(value)}")
     return value
 
 

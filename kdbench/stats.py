@@ -53,6 +53,7 @@ __all__ = [
     "Summary",
     "adjust_pvalues",
     "compare",
+    "corrected_level",
     "min_seeds_for_significance",
     "seeds_for_power",
     "sequential_alpha",
@@ -283,6 +284,33 @@ def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float
 
 
 # ----------------------------------------------------------------------------- planning
+
+
+def corrected_level(pvalues: Sequence[float], alpha: float = 0.05,
+                    method: str = "holm") -> list[float]:
+    """The level each raw p-value must clear for its corrected p-value to be below ``alpha``.
+
+    With the m finite p-values of the family ranked ``r = 1..m`` (smallest first):
+    Holm's step-down compares rank r with ``alpha / (m - r + 1)``; Benjamini–Hochberg
+    compares it with ``r alpha / m``. A ``nan`` p-value has no rank and gets the
+    strictest level, ``alpha / m`` (Holm) or ``alpha / m`` (BH's rank 1).
+
+    This is the level at which a power calculation for one comparison is consistent
+    with the verdict of the corrected family: planning at the uncorrected ``alpha``
+    promises seeds that the correction would not accept. The rank is the current
+    one; more seeds can move a method up or down, so it is a planning figure, not
+    a guarantee. Holm also needs every smaller p-value rejected before it.
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, not {method!r}")
+    p = np.asarray(pvalues, dtype=float)
+    finite = np.flatnonzero(~np.isnan(p))
+    m = max(1, finite.size)
+    out = np.full(p.shape, alpha / m)
+    order = finite[np.argsort(p[finite], kind="stable")]
+    for rank, index in enumerate(order, 1):
+        out[index] = alpha / (m - rank + 1) if method == "holm" else alpha * rank / m
+    return out.tolist()
 
 
 def _significance_threshold(alpha: float, n_comparisons: int, correction: str) -> float:
@@ -567,8 +595,10 @@ class Comparison:
     seeds_needed : dict
         ``"min_for_significance"``: :func:`min_seeds_for_significance` of the
         primary test for this family; ``"for_80_power"``: :func:`seeds_for_power`
-        at the observed standardized effect and the per-comparison ``alpha``
-        (``None`` when the effect is zero or undefined).
+        at the observed standardized effect and at ``"alpha"``, the level this
+        comparison's raw p-value must clear for the corrected verdict to be
+        significant at its current place in the family (:func:`corrected_level`);
+        ``None`` when the effect is zero or undefined.
     note : str
         A sentence for a human about what limits this comparison, or ``""``.
     """
@@ -604,6 +634,7 @@ def compare(
     alpha: float = 0.05,
     correction: str = "holm",
     higher_is_better: bool = True,
+    family_size: int | None = None,
 ) -> dict[str, Comparison]:
     """Compare every method with the baseline and decide which ones differ.
 
@@ -620,6 +651,12 @@ def compare(
         How the primary p-values are adjusted across the family.
     higher_is_better : bool
         Direction of the metric; decides what "better" and A12 mean.
+    family_size : int, optional
+        The number of hypotheses the correction runs over, when ``methods`` is
+        only part of the family (a leaderboard shown for some of a benchmark's
+        rows). The missing ones count with p = 1, which keeps the correction
+        valid whatever their p-values would be: Holm and BH then adjust the
+        given p-values as if by the full family's m. Defaults to ``len(methods)``.
 
     Returns
     -------
@@ -642,7 +679,9 @@ def compare(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), not {alpha}")
 
-    m = len(methods)
+    m = len(methods) if family_size is None else int(family_size)
+    if m < len(methods):
+        raise ValueError(f"family_size {family_size} is smaller than the {len(methods)} methods")
     base = baseline.by_seed()
     y_all = np.asarray(baseline.values, dtype=float)
     raw: dict[str, dict] = {}
@@ -683,18 +722,24 @@ def compare(
             primary=primary,
             hedges_g=_hedges_g(x, y, tol),
             prob_improvement=_a12(x, y, higher_is_better),
+            d=d,
             seeds_needed={
                 "min_for_significance": min_seeds_for_significance(primary, alpha, m, correction),
-                "for_80_power": seeds_for_power(d, alpha, 0.8, paired=paired),
             },
             note=_note(paired, len(shared), diffs, x_all, y_all, tol, alpha, m, correction),
         )
 
     names = list(raw)
-    adjusted = adjust_pvalues([raw[k]["p"][raw[k]["primary"]] for k in names], correction)
+    primary_p = [raw[k]["p"][raw[k]["primary"]] for k in names]
+    padding = [1.0] * (m - len(names))
+    adjusted = adjust_pvalues(primary_p + padding, correction)[: len(names)]
+    levels = corrected_level(primary_p + padding, alpha, correction)
     out: dict[str, Comparison] = {}
-    for name, p_adj in zip(names, adjusted, strict=True):
+    for name, p_adj, level in zip(names, adjusted, levels, strict=False):
         r = raw[name]
+        d = r.pop("d")
+        r["seeds_needed"].update(
+            alpha=level, for_80_power=seeds_for_power(d, level, 0.8, paired=r["paired"]))
         out[name] = Comparison(
             p_holm=p_adj,
             p_adjusted_method=correction,

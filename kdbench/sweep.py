@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kdbench import train
+from kdbench import identity, train
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.executors import Executor
 from kdbench.plugins import Plugins
@@ -58,39 +58,74 @@ def _plain(value: Any) -> Any:
 
 
 def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu") -> Sweep:
-    """Every run of ``spec``; raises :class:`Incompatible` for a method that cannot work."""
+    """Every run of ``spec``; raises :class:`Incompatible` for a method that cannot work.
+
+    A run's fingerprint covers its inputs, the device and thread count it runs with (both
+    change the numbers), and the code of every part that produced it
+    (:mod:`kdbench.identity`): the dataset, the models, the teacher provider, the metrics,
+    the method and kdbench's training loop. Its ``spec_fingerprint`` is the same without the
+    code. A student's fingerprint includes its teacher's, so a retrained teacher retrains
+    its students.
+    """
     t = spec.teacher
     provider_entry = plugins.entry("teachers", t.provider)
     provider = provider_entry.factory(provider_entry.make_params(t.params))
-    base = fingerprint(role="teacher", dataset=spec.dataset, model=t.model, provider=t.provider,
-                       params=t.params, recipe=t.recipe if provider.trains else None,
-                       seed=t.seed if provider.trains else None, metrics=spec.metrics)
-    teacher_fp = provider.fingerprint(base)
-    checkpoint = str(cache_dir / "teachers" / f"{teacher_fp}.pt") if provider.trains else None
-    ref = TeacherRef(t.provider, t.model, t.params, teacher_fp, checkpoint)
 
-    def job(role: str, method: str | None, params: dict, seed: int) -> Job:
+    def code(kind: str, name: str) -> str:
+        return identity.entry_code(plugins, kind, name)
+
+    shared = {"kdbench": str(identity.kdbench_code()), "dataset": code("datasets", spec.dataset.name),
+              **{f"metric.{m}": code("metrics", m) for m in spec.metrics}}
+    teacher_code = {**shared, "teacher.provider": code("teachers", t.provider),
+                    **({"teacher.model": code("students", t.model.name)} if t.model else {})}
+    student_code = {**teacher_code, "student": code("students", spec.student.name)}
+
+    def job(role: str, method: str | None, params: dict, seed: int,
+            ref: TeacherRef | None = None) -> Job:
         teacher_role = role == "teacher"
         return Job(role=role, method=method, method_params=params, seed=seed,
                    dataset=spec.dataset, model=t.model if teacher_role else spec.student,
                    recipe=t.recipe if teacher_role else spec.recipe, teacher=ref,
                    metrics=spec.metrics, cache_dir=str(cache_dir), device=device)
 
-    teacher = Run("teacher", "teacher", t.seed, teacher_fp, job("teacher", None, {}, t.seed))
+    def identify(job: Job, code_ids: dict[str, str], teacher: tuple[str, str] | None = None,
+                 **parts: Any) -> tuple[str, str]:
+        """``(fingerprint, spec fingerprint)`` of a run of ``job``."""
+        parts.update(metrics=spec.metrics, device=job.device, threads=job.threads)
+        if teacher is None:
+            return fingerprint(**parts, code=code_ids), fingerprint(**parts)
+        return (fingerprint(**parts, code=code_ids, teacher=teacher[0]),
+                fingerprint(**parts, teacher=teacher[1]))
+
+    teacher_job = job("teacher", None, {}, t.seed)
+    full, bare = identify(teacher_job, teacher_code, role="teacher", dataset=spec.dataset,
+                          model=t.model, provider=t.provider, params=t.params,
+                          recipe=t.recipe if provider.trains else None,
+                          seed=t.seed if provider.trains else None)
+    teacher_fps = provider.fingerprint(full), provider.fingerprint(bare)
+    teacher_fp = teacher_fps[0]
+    checkpoint = str(cache_dir / "teachers" / f"{teacher_fp}.pt") if provider.trains else None
+    ref = TeacherRef(t.provider, t.model, t.params, teacher_fp, checkpoint)
+
+    teacher = Run("teacher", "teacher", t.seed, teacher_fp, replace(teacher_job, teacher=ref),
+                  teacher_fps[1], teacher_code)
     runs = [teacher]
     for seed in spec.seeds:
-        fp = fingerprint(role="baseline", dataset=spec.dataset, student=spec.student,
-                         recipe=spec.recipe, seed=seed, teacher=teacher_fp, metrics=spec.metrics)
-        runs.append(Run("baseline", "baseline", seed, fp, job("baseline", None, {}, seed)))
+        baseline = job("baseline", None, {}, seed, ref)
+        fp, bare = identify(baseline, student_code, teacher_fps, role="baseline",
+                            dataset=spec.dataset, student=spec.student, recipe=spec.recipe,
+                            seed=seed)
+        runs.append(Run("baseline", "baseline", seed, fp, baseline, bare, student_code))
 
     _check_methods(spec, plugins, cache_dir, ref)
     for row in spec.methods:
+        method_code = {**student_code, "method": code("methods", row.method)}
         for seed in spec.seeds:
-            fp = fingerprint(role="method", method=row.method, params=row.params,
-                             dataset=spec.dataset, student=spec.student, recipe=spec.recipe,
-                             seed=seed, teacher=teacher_fp, metrics=spec.metrics)
-            runs.append(Run("method", row.label, seed, fp,
-                            job("method", row.method, row.params, seed)))
+            distil = job("method", row.method, row.params, seed, ref)
+            fp, bare = identify(distil, method_code, teacher_fps, role="method",
+                                method=row.method, params=row.params, dataset=spec.dataset,
+                                student=spec.student, recipe=spec.recipe, seed=seed)
+            runs.append(Run("method", row.label, seed, fp, distil, bare, method_code))
     return Sweep(spec, teacher, runs)
 
 
@@ -116,6 +151,27 @@ def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, ref: TeacherRe
             train.main_recipe(method, spec.recipe)
         except Incompatible as error:
             raise Incompatible(f"[methods.{row.label}] {row.method}: {error}") from None
+
+
+def retrain_reasons(runs: list[Run], previous: dict[str, dict[str, str]]) -> list[str]:
+    """Why runs that look like finished ones retrain, one line per row:
+    ``"kd: code changed (method: kdbench-extra 1.2.3 -> 1.2.4), 5 runs to retrain"``.
+
+    ``runs`` are the runs about to train; ``previous`` maps a spec fingerprint to the code
+    tags of its latest finished run. A run whose spec fingerprint has no finished run is
+    simply new and gets no line.
+    """
+    by_row: dict[str, tuple[list[str], int]] = {}
+    for run in runs:
+        old = previous.get(run.spec_fingerprint)
+        if old is None:
+            continue
+        what, count = by_row.get(run.label, ([], 0))
+        what += [c for c in identity.changes(old, run.code) if c not in what]
+        by_row[run.label] = what, count + 1
+    return [f"{label}: code changed ({'; '.join(what) or 'its fingerprint differs'}), "
+            f"{count} run{'s' if count > 1 else ''} to retrain"
+            for label, (what, count) in by_row.items()]
 
 
 Progress = Callable[[Run, str, int, int, dict[str, float]], None]

@@ -1,10 +1,15 @@
 """MLflow: the only writer of results, and where the leaderboard reads them back.
 
-One experiment per benchmark; one parent run per sweep; one child run per
+One experiment per benchmark (its description, the benchmark file's, is the
+experiment's note); one parent run per sweep; one child run per
 (role, method, params, seed) with flat params, per-epoch metrics and the tags
-``kdbench.role``, ``kdbench.label``, ``kdbench.method``, ``kdbench.seed`` and
-``kdbench.fingerprint``. A run whose fingerprint already FINISHED is reused.
-Only the driver process writes (SQLite has one writer).
+``kdbench.role``, ``kdbench.label``, ``kdbench.method``, ``kdbench.seed``,
+``kdbench.fingerprint``, ``kdbench.spec_fingerprint`` (the same without the code) and
+``kdbench.code.<part>`` (``"<distribution> <version> <source hash>"`` of the method,
+student, dataset, teacher, metrics and kdbench's training loop). A child run's start
+and end are those of its training in the worker, not of its logging. A run whose
+fingerprint already FINISHED is reused. Only the driver process writes (SQLite has
+one writer).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from kdbench.spec import Spec
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 TAG = "kdbench."
+NOTE = "mlflow.note.content"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -58,11 +64,19 @@ class Tracker:
     def experiment(self, spec: Spec, create: bool = True) -> str | None:
         """The id of the benchmark's experiment (created on first use)."""
         found = self.client.get_experiment_by_name(spec.name)
-        if found is not None:
+        if found is None and not create:
+            return None
+        if found is None:
+            experiment_id = self.client.create_experiment(spec.name)
+        else:
+            experiment_id = found.experiment_id
             if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
-            return found.experiment_id
-        return self.client.create_experiment(spec.name) if create else None
+                self.client.restore_experiment(experiment_id)
+        note = found.tags.get(NOTE) if found is not None else None
+        if create and spec.description and note != spec.description:
+            # MLflow shows this tag as the experiment's description.
+            self.client.set_experiment_tag(experiment_id, NOTE, spec.description)
+        return experiment_id
 
     def start_sweep(self, experiment_id: str, spec: Spec, options: dict[str, Any]) -> str:
         run = self.client.create_run(experiment_id, run_name=f"sweep {spec.name}",
@@ -94,12 +108,15 @@ class Tracker:
             TAG + "seconds": f"{result.seconds:.2f}",
             TAG + "student_parameters": str(result.student_parameters),
         }
+        if run.spec_fingerprint:
+            tags[TAG + "spec_fingerprint"] = run.spec_fingerprint
+        tags.update({f"{TAG}code.{part}": code for part, code in run.code.items()})
         if sweep_id:
             tags["mlflow.parentRunId"] = sweep_id
         if result.error:
             tags[TAG + "error"] = result.error[:5000]
         created = self.client.create_run(experiment_id, run_name=f"{run.label} seed {run.seed}",
-                                         tags=tags)
+                                         tags=tags, start_time=_ms(result.started))
         run_id = created.info.run_id
         job = run.job
         params = {
@@ -129,7 +146,8 @@ class Tracker:
                                   params=param_list[i:i + 500] if i < len(param_list) else [])
         if result.checkpoint:
             self.client.log_artifact(run_id, result.checkpoint)
-        self.client.set_terminated(run_id, "FINISHED" if result.status == "finished" else "FAILED")
+        self.client.set_terminated(run_id, "FINISHED" if result.status == "finished" else "FAILED",
+                                   end_time=_ms(result.ended))
         result.run_id = run_id
         return run_id
 
@@ -157,6 +175,28 @@ class Tracker:
             if not token:
                 return found
 
+    def previous_code(self, experiment_id: str | None, spec_fingerprints: set[str]
+                      ) -> dict[str, dict[str, str]]:
+        """The code tags (by part) of the latest FINISHED run of each spec fingerprint: what
+        the code was when runs with the same inputs last finished."""
+        if experiment_id is None or not spec_fingerprints:
+            return {}
+        found: dict[str, dict[str, str]] = {}
+        token = None
+        prefix = TAG + "code."
+        while True:
+            page = self.client.search_runs(
+                [experiment_id], filter_string="attributes.status = 'FINISHED'",
+                max_results=5000, order_by=["attributes.start_time DESC"], page_token=token)
+            for r in page:
+                spec_fp = r.data.tags.get(TAG + "spec_fingerprint")
+                if spec_fp in spec_fingerprints and spec_fp not in found:
+                    found[spec_fp] = {k[len(prefix):]: v for k, v in r.data.tags.items()
+                                      if k.startswith(prefix)}
+            token = page.token
+            if not token:
+                return found
+
     def restore_checkpoint(self, run_id: str, destination: Path) -> bool:
         """Download a teacher's checkpoint artifact to ``destination``; ``False`` if absent."""
         try:
@@ -167,3 +207,8 @@ class Tracker:
             return True
         except Exception:
             return False
+
+
+def _ms(seconds: float) -> int | None:
+    """Epoch seconds as MLflow's epoch milliseconds; ``None`` (MLflow's "now") when unknown."""
+    return int(seconds * 1000) if seconds else None

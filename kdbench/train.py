@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kdbench import contract
 from kdbench.data import Dataset, batches
-from kdbench.errors import Diverged, Incompatible, KdbenchError
+from kdbench.errors import Incompatible, KdbenchError
 from kdbench.method import LossTerms, Method
 from kdbench.metrics import Metric
 from kdbench.plugins import Plugins
@@ -69,6 +70,16 @@ def load_teacher(ref: TeacherRef, data: Dataset) -> nn.Module:
     model = build_model(ref.model, data) if ref.model is not None else None
     checkpoint = Path(ref.checkpoint) if ref.checkpoint else None
     return freeze(provider.load(model, checkpoint))
+
+
+def describe_method(job: Job) -> str:
+    """How messages name the method of ``job``: ``method 'kd' (plugin 'methods' (kdbench
+    0.1.0))``, or ``the baseline``."""
+    if job.method is None:
+        return "the baseline"
+    entry = plugins().entry("methods", job.method)
+    info = plugins().info(entry.plugin)
+    return f"method {job.method!r}" + (f" ({info.origin})" if info is not None else "")
 
 
 def make_method(job: Job) -> Method:
@@ -158,24 +169,59 @@ def _flat(taps: Taps) -> list[Tensor]:
             *taps.stages]
 
 
+def _stamped(execute: Callable[..., RunResult]) -> Callable[..., RunResult]:
+    """Stamp a result with the wall-clock start and end of its run (MLflow shows them)."""
+
+    @functools.wraps(execute)
+    def stamped(job: Job, emit: Emit | None = None) -> RunResult:
+        started = time.time()
+        result = execute(job, emit)
+        result.started, result.ended = started, time.time()
+        return result
+
+    return stamped
+
+
+@_stamped
 def execute(job: Job, emit: Emit | None = None) -> RunResult:
     """Train (or, for a teacher from elsewhere, evaluate) the network of ``job``.
 
     A non-finite loss or any error gives a ``failed`` result with a one-line
-    reason instead of an exception, so a sweep never loses finished work.
+    reason (and the worker's traceback, for ``--debug``) instead of an exception, so a
+    sweep never loses finished work.
+
+    The run uses ``job.threads`` torch threads whoever calls it, and gives the calling
+    process's count back: a different count sums in a different order, so the same
+    fingerprint would otherwise give other numbers under another executor or pool size.
     """
     start = time.perf_counter()
-    fingerprint = ""
+    threads = torch.get_num_threads()
     try:
+        torch.set_num_threads(job.threads)
         return _execute(job, emit or (lambda *_: None), start)
     except KdbenchError as error:
-        return RunResult(fingerprint, "failed", seconds=time.perf_counter() - start,
-                         error=str(error))
+        return RunResult("", "failed", seconds=time.perf_counter() - start, error=str(error),
+                         traceback=_traceback(error))
     except Exception as error:
-        where = traceback.extract_tb(error.__traceback__)[-1]
-        return RunResult(fingerprint, "failed", seconds=time.perf_counter() - start,
-                         error=f"{type(error).__name__}: {error} "
-                               f"(at {Path(where.filename).name}:{where.lineno})")
+        return RunResult("", "failed", seconds=time.perf_counter() - start,
+                         error=f"{type(error).__name__}: {error} (at {_where(error)})",
+                         traceback=_traceback(error))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
+
+
+def _where(error: BaseException) -> str:
+    """``file:line`` of the innermost frame outside torch: the line of the method, model or
+    loop that called torch wrongly, not torch's internals."""
+    frames = traceback.extract_tb(error.__traceback__)
+    torch_dir = Path(torch.__file__).parent
+    outside = [f for f in frames if not Path(f.filename).is_relative_to(torch_dir)]
+    frame = (outside or frames)[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
 def _execute(job: Job, emit: Emit, start: float) -> RunResult:
@@ -233,12 +279,18 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
 
     generator = torch.Generator().manual_seed(job.seed)
     history: list[dict[str, Any]] = []
+    updates = 0  # optimiser steps so far: none means a non-finite loss cannot be divergence
+    method_name = describe_method(job)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" \
         else nullcontext()
 
     def epochs(phase: str, loss_fn: Callable[..., LossTerms], n_epochs: int,
                optimizer: torch.optim.Optimizer, schedule: Any, on_epoch: Callable | None,
                student_forward: bool = True) -> None:
+        nonlocal updates
+        who = f"{method_name}: its loss" if phase == "train" else \
+            f"{method_name}: the loss of its stage {phase!r}"
+        n_batches = math.ceil(len(data.x_train) / job.recipe.batch_size)
         for epoch in range(n_epochs):
             if on_epoch is not None:
                 on_epoch(epoch, n_epochs)
@@ -246,21 +298,27 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                 m.train()
             sums: dict[str, float] = {}
             count = 0
-            for idx in batches(len(data.x_train), job.recipe.batch_size, generator):
+            for batch, idx in enumerate(batches(len(data.x_train), job.recipe.batch_size,
+                                                generator)):
                 x, y = data.x_train[idx], data.y_train[idx]
                 if data.augment is not None:
                     x = data.augment(x, generator)
                 with autocast:
                     s = s_tapped(x) if student_forward else None
-                    terms = loss_fn(s, teacher_taps(x, idx), y, idx)
+                    t = teacher_taps(x, idx)
+                    terms = contract.check_terms(loss_fn(s, t, y, idx), who)
                 total = sum(terms.values())
+                contract.check_total(total, terms, who)
+                step = contract.Step(phase, epoch + 1, n_epochs, batch + 1, n_batches, updates)
                 if not torch.isfinite(total):
-                    raise Diverged(
-                        f"{phase} diverged at epoch {epoch + 1} (loss {total.item()}): lower "
-                        "the learning rate or the method's loss weights")
+                    raise contract.non_finite_loss(
+                        terms, method_name, step, [s, t if method.trains_teacher else None])
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
+                if not contract.finite_gradients(trainable):
+                    raise contract.non_finite_gradient(method_name, step)
                 optimizer.step()
+                updates += 1
                 if schedule is not None:
                     schedule.step()
                 for name, value in terms.items():

@@ -146,12 +146,29 @@ def test_compare_ranks_methods_across_benchmarks(tiny: Path, tmp_path: Path,
     capsys.readouterr()
     assert main(["compare", str(tiny), str(other), "--tracking-uri", uri, "--out",
                  str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
+    out = printed.out
     assert "average ranks over 2 benchmarks" in out and "Friedman" in out
+    assert "Iman–Davenport F" in out
+    # two methods on two benchmarks: CD = 1.39 > 1, the widest possible gap of average ranks
+    assert "no two methods can be told apart" in printed.err and "≥ 4" in printed.err
     result = json.loads((tmp_path / "compare.json").read_text())
     assert set(result["average_ranks"]) == {"baseline", "kd"}
     assert sorted(result["average_ranks"].values()) in ([1.0, 2.0], [1.5, 1.5])
+    assert result["separable"] is False and "iman_davenport_p" in result
     assert (tmp_path / "compare.png").stat().st_size > 1000
+
+    # A benchmark whose baseline has no finished run: one line, exit 2 (was float(None)).
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tiny2").experiment_id
+    for run in client.search_runs([experiment], "tags.`kdbench.role` = 'baseline'"):
+        client.delete_run(run.info.run_id)
+    assert main(["compare", str(tiny), str(other), "--tracking-uri", uri, "--out",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'tiny2' has no finished baseline run" in err
 
 
 def test_until_decided_adds_seeds_and_stops(tiny: Path, tmp_path: Path,

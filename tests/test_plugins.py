@@ -4,6 +4,7 @@ third-party distribution installed for real."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -58,8 +59,33 @@ def test_two_plugins_cannot_register_the_same_name() -> None:
     from kdbench_methods.kd import KD
 
     clash = _module("clash", kdbench_methods=lambda register: register("kd", KD))
-    with pytest.raises(PluginError, match=r"method 'kd' is registered by both 'methods' and 'x'"):
-        Plugins.load(strict=True, extra=[("x", clash)])
+    for strict in (True, False):  # a conflict is never just a warning
+        with pytest.raises(PluginError, match=r"method 'kd' is registered by both plugin 'methods' "
+                           r"\(kdbench [\d.]+\) and plugin 'x' \(local\); keep one by disabling "
+                           r"the other: --disable-plugin x \(or methods\)"):
+            Plugins.load(strict=strict, extra=[("x", clash)])
+
+
+def test_a_plugin_that_fails_halfway_contributes_nothing() -> None:
+    from kdbench_methods.kd import KD
+
+    def register_then_fail(register):
+        register("kd-copy", KD)
+        register("", KD)  # invalid: no name
+
+    def conflict_second(register):
+        register("kd-other", KD)
+        register("kd", KD)
+
+    half = _module("half", kdbench_methods=register_then_fail,
+                   kdbench_metrics=lambda register: register("half-metric", len))
+    with pytest.warns(UserWarning, match=r"plugin 'half'.*failed to register"):
+        plugins = Plugins.load(extra=[("half", half)])
+    assert "kd-copy" not in plugins.methods() and "half-metric" not in plugins.metrics()
+    assert plugins.registered_by("half") == {}
+
+    with pytest.raises(PluginError, match="'kd' is registered by both"):
+        Plugins.load(extra=[("second", _module("second", kdbench_methods=conflict_second))])
 
 
 def test_event_hook_failures_do_not_stop_the_others() -> None:
@@ -174,3 +200,118 @@ def test_without_the_distribution_the_method_is_unknown(tiny: Path, tmp_path: Pa
     assert ran.returncode == 2
     assert ran.stderr.strip().count("\n") == 0
     assert "unknown method 'logit-mse'" in ran.stderr and "installed: " in ran.stderr and "kd" in ran.stderr
+
+
+CLASH = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "kdbench-clash"
+        version = "0.3.0"
+        [project.entry-points.kdbench]
+        clash = "kdbench_clash"
+        [tool.setuptools]
+        py-modules = ["kdbench_clash"]
+    """,
+    "kdbench_clash.py": '''
+        """A third party that also calls its method "kd"."""
+        import kdbench
+        from kdbench_methods.kd import KD
+
+
+        class KDPlus(KD):
+            name = "kd-plus"
+
+
+        @kdbench.hookimpl
+        def kdbench_methods(register):
+            register("kd-plus", KDPlus)
+            register("kd", KD)
+    ''',
+}
+
+
+def install(root: Path, files: dict[str, str]) -> Path:
+    """Build the distribution made of ``files`` and pip-install it into ``root/site``."""
+    source = root / "src"
+    source.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (source / name).write_text(textwrap.dedent(text))
+    target = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
+                    "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
+                   check=True, capture_output=True)
+    return target
+
+
+def test_two_distributions_registering_one_name_stop_kdbench_until_one_is_disabled(
+        tmp_path_factory: pytest.TempPathFactory, tiny: Path, tmp_path: Path) -> None:
+    site = install(tmp_path_factory.mktemp("clash"), CLASH)
+    for command in (["run", str(tiny), "--seeds", "1", "--methods", "kd"], ["plugins"]):
+        ran = _kdbench(command, site, tmp_path)
+        assert ran.returncode == 2, ran.stdout + ran.stderr
+        assert ran.stderr.strip().count("\n") == 0, ran.stderr
+        assert ran.stderr.startswith("kdbench: error: method 'kd' is registered by both "
+                                     "plugin 'clash' (kdbench-clash 0.3.0) and plugin 'methods' "
+                                     "(kdbench 0.1.0)"), ran.stderr
+        assert "--disable-plugin methods (or clash)" in ran.stderr
+        assert "KDBENCH_DISABLE_PLUGINS" in ran.stderr
+    assert not (tmp_path / "leaderboard").exists()
+
+    # Disabling the built-in methods picks the third party's "kd": its other name comes along.
+    listed = _kdbench(["plugins", "--disable-plugin", "methods"], site, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "methods: kd, kd-plus" in listed.stdout
+    assert "DISABLED" in listed.stdout.split("methods  (kdbench")[1]
+
+    ran = _kdbench(["run", str(tiny), "--seeds", "1", "--methods", "kd", "--disable-plugin",
+                    "clash"], site, tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert re.search(r"^1\s+kd\s", ran.stdout, re.MULTILINE), ran.stdout
+
+    env = {**os.environ, "KDBENCH_DISABLE_PLUGINS": "clash", "PYTHONPATH": str(site)}
+    typo = subprocess.run([sys.executable, "-m", "kdbench.cli", "plugins", "--disable-plugin",
+                           "clsh"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert typo.returncode == 2 and "no plugin named clsh; installed: clash, " in typo.stderr, \
+        typo.stderr
+
+
+HALF = {
+    "pyproject.toml": CLASH["pyproject.toml"].replace("kdbench-clash", "kdbench-half").replace(
+        "0.3.0", "0.1.0").replace("clash", "half"),
+    "kdbench_half.py": '''
+        """A plugin whose second registration is invalid."""
+        import kdbench
+        from kdbench_methods.kd import KD
+
+
+        @kdbench.hookimpl
+        def kdbench_methods(register):
+            register("half-kd", KD)
+            register("half-broken", KD, params=dict)  # not a dataclass
+
+
+        @kdbench.hookimpl
+        def kdbench_metrics(register):
+            register("half-metric", len)
+    ''',
+}
+
+
+def test_an_installed_plugin_failing_halfway_registers_nothing(
+        tmp_path_factory: pytest.TempPathFactory, tiny: Path, tmp_path: Path) -> None:
+    site = install(tmp_path_factory.mktemp("half"), HALF)
+    listed = _kdbench(["plugins"], site, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "half  (kdbench-half 0.1.0; kdbench_half)\n  FAILED: failed to register" in listed.stdout
+    assert "params of method 'half-broken' must be a dataclass" in listed.stdout
+    assert "half-kd" not in listed.stdout and "half-metric" not in listed.stdout
+    assert "plugin 'half' (kdbench-half 0.1.0) failed to register" in listed.stderr
+
+    tiny.write_text(tiny.read_text().replace("[methods.kd]", "[methods.half-kd]"))
+    ran = _kdbench(["run", str(tiny), "--seeds", "1"], site, tmp_path)
+    assert ran.returncode == 2 and "unknown method 'half-kd'" in ran.stderr, ran.stderr
+    strict = _kdbench(["plugins", "--strict-plugins"], site, tmp_path)
+    assert strict.returncode == 2 and "kdbench-half" in strict.stderr

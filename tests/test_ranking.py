@@ -125,3 +125,31 @@ def test_cd_diagram_any_size(tmp_path, k):
     out = tmp_path / f"cd{k}.png"
     fig.savefig(out)
     assert out.stat().st_size > 0
+
+
+def test_iman_davenport_from_friedman_by_hand():
+    from kdbench.ranking import iman_davenport
+
+    r = rank(SCORES)
+    k, n = 3, 3
+    chi2 = r.friedman_statistic
+    f = (n - 1) * chi2 / (n * (k - 1) - chi2)
+    assert r.iman_davenport_statistic == pytest.approx(f)
+    assert r.iman_davenport_p == pytest.approx(st.f.sf(f, k - 1, (k - 1) * (n - 1)))
+    # Demšar (2006), section 3.2.2's example: chi2 = 9.28 on k = 4, N = 14 gives F = 3.69
+    assert iman_davenport(9.28, 4, 14)[0] == pytest.approx(3.69, abs=0.01)
+    # every benchmark ranks alike: chi2 = N (k - 1), F unbounded
+    same = {f"b{i}": {"A": 3.0, "B": 2.0, "C": 1.0} for i in range(4)}
+    assert rank(same).iman_davenport_statistic == math.inf and rank(same).iman_davenport_p == 0.0
+
+
+def test_two_benchmarks_can_never_separate_methods():
+    from kdbench.ranking import benchmarks_to_separate
+
+    two = {"b1": SCORES["b1"], "b2": SCORES["b2"]}
+    r = rank(two)
+    # k = 3: CD = 3.314 * sqrt(3 * 4 / 12) / ... > 2 = the widest possible gap of average ranks
+    assert r.critical_difference > 2 and not r.separable
+    assert rank(SCORES).separable == (rank(SCORES).critical_difference <= 2)
+    n = benchmarks_to_separate(3)
+    assert critical_difference(3, n) <= 2 < critical_difference(3, n - 1)

@@ -64,3 +64,29 @@ def test_missing_file_and_unknown_name(plugins) -> None:
 def test_invalid_toml(tmp_path: Path, plugins) -> None:
     with pytest.raises(KdbenchError, match="not valid TOML"):
         load(_write(tmp_path, "name = \n"), plugins)
+
+
+def test_a_seed_list_is_kept_as_written(tiny: Path, tmp_path: Path, plugins) -> None:
+    spec = load(_write(tmp_path, tiny.read_text().replace("seeds = 2", "seeds = [10, 3, 7]")),
+                plugins)
+    assert spec.seeds == (10, 3, 7)
+
+
+def test_a_byte_order_mark_is_not_an_error(tiny: Path, tmp_path: Path, plugins) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + tiny.read_bytes())
+    assert load(str(path), plugins).name == "tiny"
+
+
+def test_nan_is_refused_at_any_depth(tiny: Path, tmp_path: Path, plugins) -> None:
+    text = tiny.read_text().replace("alpha = 0.9", "alpha = 0.9\n[methods.vid]\nlambdas = [1.0, nan]")
+    with pytest.raises(SpecError, match=r"\[methods.vid\] lambdas must be a finite number, got nan"):
+        load(_write(tmp_path, text), plugins)
+
+
+def test_a_folder_named_like_a_builtin_does_not_hide_it(tmp_path: Path, plugins) -> None:
+    (tmp_path / "mnist1d").mkdir()  # the tests run in tmp_path
+    assert load("mnist1d", plugins).name == "mnist1d"
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(SpecError, match=r"mine is a directory; give a benchmark \.toml file in it"):
+        load("mine", plugins)

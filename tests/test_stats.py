@@ -20,6 +20,7 @@ from kdbench.stats import (
     Sample,
     adjust_pvalues,
     compare,
+    corrected_level,
     min_seeds_for_significance,
     seeds_for_power,
     sequential_alpha,
@@ -425,3 +426,55 @@ def test_sequential_alpha_hand_values():
         sequential_alpha(0, 3)
     with pytest.raises(ValueError):
         sequential_alpha(4, 3)
+
+
+# ----------------------------------------------------------------------------- the family
+
+
+def test_corrected_level_is_the_threshold_of_each_rank():
+    # p sorted: 0.001 (rank 1), 0.02 (rank 2), 0.04 (rank 3); nan has no rank
+    p = [0.02, 0.001, math.nan, 0.04]
+    assert corrected_level(p, 0.05, "holm") == pytest.approx([0.05 / 2, 0.05 / 3, 0.05 / 3, 0.05])
+    assert corrected_level(p, 0.05, "bh") == pytest.approx([0.05 * 2 / 3, 0.05 / 3, 0.05 / 3, 0.05])
+    # Holm's step-down rejects p_(r) exactly when p_(r) < alpha / (m - r + 1) and the smaller
+    # ones were rejected: at these p-values all three clear their levels, so all are rejected.
+    raw = [0.001, 0.012, 0.03]
+    levels = corrected_level(raw, 0.05, "holm")
+    assert all(p < lvl for p, lvl in zip(raw, levels, strict=True))
+    assert max(adjust_pvalues(raw, "holm")) < 0.05
+
+
+def test_power_is_planned_at_the_corrected_level():
+    rng = np.random.default_rng(3)
+    base = Sample(SEEDS, BASE)
+    methods = {f"m{i}": Sample(SEEDS, list(np.add(BASE, rng.normal(0.01, 0.01, 5))))
+               for i in range(6)}
+    out = compare(base, methods)
+    primary = [c.p["paired_t"] for c in out.values()]
+    assert min(corrected_level(primary)) == pytest.approx(0.05 / 6)
+    for (name, c), level in zip(out.items(), corrected_level(primary), strict=True):
+        assert c.seeds_needed["alpha"] == pytest.approx(level) and level <= 0.05
+        sample = methods[name]
+        diffs = np.subtract(sample.values, BASE)
+        d = diffs.mean() / diffs.std(ddof=1)
+        n = c.seeds_needed["for_80_power"]
+        assert t_test_power(d, n, level) >= 0.8 > t_test_power(d, n - 1, level)
+        # planning at the uncorrected alpha would promise fewer seeds than the verdict needs
+        assert n >= seeds_for_power(d, 0.05)
+
+
+def test_a_family_larger_than_the_methods_given_counts_the_rest_as_p_1():
+    base = Sample(SEEDS, BASE)
+    kd = Sample(SEEDS, KD)
+    other = Sample(SEEDS, [0.80, 0.83, 0.80, 0.80, 0.83])
+    alone = compare(base, {"kd": kd, "other": other}, family_size=17)
+    raw = [alone["kd"].p["paired_t"], alone["other"].p["paired_t"]]
+    assert [alone[k].p_holm for k in ("kd", "other")] == pytest.approx(
+        adjust_pvalues([*raw, *[1.0] * 15], "holm")[:2])
+    assert alone["kd"].p_holm == pytest.approx(min(1.0, 17 * raw[0]))
+    bh = compare(base, {"kd": kd, "other": other}, correction="bh", family_size=17)
+    assert bh["kd"].p_holm == pytest.approx(
+        st.false_discovery_control([*raw, *[1.0] * 15])[0])
+    assert "17 methods" in alone["kd"].note or alone["kd"].note == "" or "Holm" in alone["kd"].note
+    with pytest.raises(ValueError, match="family_size"):
+        compare(base, {"kd": kd, "other": other}, family_size=1)

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
+from kdbench.params import MAX_EPOCHS, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import CONVS, paired
 from kdbench_methods.kd import kd_loss
@@ -78,17 +79,17 @@ def connector(s: tuple[int, ...], t: tuple[int, ...]) -> nn.Sequential:
 
 @dataclass(frozen=True)
 class ABParams:
-    mu: float = 1.0
+    mu: float = bounded(1.0, low=0)
     """Margin μ of the alternative loss."""
-    beta: float = 3e-3
+    beta: float = bounded(3e-3, low=0)
     """Scale of the initialisation loss (the authors' CIFAR script: 3/1000)."""
-    epochs: int = 30
+    epochs: int = bounded(30, low=0, high=MAX_EPOCHS)
     """Epochs of the AB initialisation before the label training (the CRD benchmark's
     ``init_epochs``; the authors' script leaves it to the user)."""
-    alpha: float = 0.0
+    alpha: float = bounded(0.0, low=0, high=1)
     """Weight of the soft-target term after the initialisation; the label term gets 1 − α
     (0: the paper's cross-entropy training)."""
-    T: float = 3.0
+    T: float = bounded(3.0, low=0, low_open=True)
     """Temperature of the soft-target term (the authors' script)."""
 
 

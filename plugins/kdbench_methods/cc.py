@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
+from kdbench.params import bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods.kd import kd_loss
 
@@ -53,15 +54,15 @@ def cc_loss(f_s: Tensor, f_t: Tensor, gamma: float, P: int) -> Tensor:
 
 @dataclass(frozen=True)
 class CCParams:
-    beta: float = 100.0
+    beta: float = bounded(100.0, low=0)
     """Weight β of the correlation-congruence loss."""
-    gamma: float = 0.4
+    gamma: float = bounded(0.4, low=0, low_open=True)
     """γ of the Gaussian RBF kernel exp(−γ‖f_i − f_j‖²)."""
-    P: int = 2
+    P: int = bounded(2, low=0)
     """Order of the Taylor expansion of the kernel."""
-    alpha: float = 1.0
+    alpha: float = bounded(1.0, low=0, high=1)
     """Weight α of the cross-entropy; the KD (instance congruence) term gets 1 − α."""
-    T: float = 4.0
+    T: float = bounded(4.0, low=0, low_open=True)
     """Temperature of the KD term (used only when α < 1)."""
     connector: bool = True
     """Map the student's embedding linearly to the teacher's width when they differ."""

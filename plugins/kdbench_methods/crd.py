@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
+from kdbench.params import bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -77,15 +78,15 @@ def crd_softmax_loss(s_pos: Tensor, s_neg: Tensor, tau: float) -> Tensor:
 
 @dataclass(frozen=True)
 class CRDParams:
-    feat_dim: int = 128
+    feat_dim: int = bounded(128, low=1)
     """Dimension of the normalised embeddings both networks are projected to."""
-    K: int = 16384
+    K: int = bounded(16384, low=1)
     """Negatives per anchor; capped at the number of training samples − 1."""
-    tau: float = 0.07
+    tau: float = bounded(0.07, low=0, low_open=True)
     """Temperature τ of the critic."""
-    momentum: float = 0.5
+    momentum: float = bounded(0.5, low=0, high=1)
     """Momentum m of the memory banks' update."""
-    beta: float = 0.8
+    beta: float = bounded(0.8, low=0)
     """Weight β of the CRD term (the cross-entropy has weight 1)."""
     objective: Literal["nce", "softmax"] = "nce"
     """``nce``: the paper's NCE loss; ``softmax``: the (K+1)-way cross-entropy (InfoNCE)."""

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
+from kdbench.params import bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -51,13 +52,13 @@ def dist_losses(z_s: Tensor, z_t: Tensor, tau: float) -> tuple[Tensor, Tensor]:
 
 @dataclass(frozen=True)
 class DISTParams:
-    beta: float = 2.0
+    beta: float = bounded(2.0, low=0)
     """Weight β of the inter-class relation loss (CIFAR-100; ImageNet: 1)."""
-    gamma: float = 2.0
+    gamma: float = bounded(2.0, low=0)
     """Weight γ of the intra-class relation loss (CIFAR-100; ImageNet: 1)."""
-    tau: float = 4.0
+    tau: float = bounded(4.0, low=0, low_open=True)
     """Temperature τ of the softmax (CIFAR-100; ImageNet: 1)."""
-    alpha: float = 1.0
+    alpha: float = bounded(1.0, low=0)
     """Weight α of the cross-entropy on the labels."""
 
 

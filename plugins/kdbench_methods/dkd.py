@@ -36,6 +36,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
+from kdbench.params import MAX_EPOCHS, bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -69,15 +70,15 @@ def nckd_loss(z_s: Tensor, z_t: Tensor, y: Tensor, T: float) -> Tensor:
 
 @dataclass(frozen=True)
 class DKDParams:
-    alpha: float = 1.0
+    alpha: float = bounded(1.0, low=0)
     """Weight α of the target-class term (TCKD)."""
-    beta: float = 8.0
+    beta: float = bounded(8.0, low=0)
     """Weight β of the non-target-class term (NCKD); the paper's CIFAR-100 value."""
-    T: float = 4.0
+    T: float = bounded(4.0, low=0, low_open=True)
     """Temperature of both distributions."""
-    ce_weight: float = 1.0
+    ce_weight: float = bounded(1.0, low=0)
     """Weight of the cross-entropy on the labels."""
-    warmup: int = 20
+    warmup: int = bounded(20, low=0, high=MAX_EPOCHS)
     """Epochs over which the KD terms' weight rises linearly to 1; 0 disables the ramp."""
 
 

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
+from kdbench.params import MAX_EPOCHS, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import connector, match_sizes
 from kdbench_methods.kd import kd_loss
@@ -61,13 +62,13 @@ class FitNetParams:
     middle stage."""
     two_stage: bool = True
     """The paper's recipe: a hint stage, then KD. False: one stage of CE + β · hint (CRD)."""
-    hint_epochs: int = 5
+    hint_epochs: int = bounded(5, low=0, high=MAX_EPOCHS)
     """Epochs of the hint stage (the paper trains it to convergence)."""
-    beta: float = 100.0
+    beta: float = bounded(100.0, low=0)
     """Weight of the hint in the one-stage variant (CRD: 100)."""
-    T: float = 4.0
+    T: float = bounded(4.0, low=0, low_open=True)
     """KD temperature in stage 2."""
-    alpha: float = 0.9
+    alpha: float = bounded(0.9, low=0, high=1)
     """Weight of the KD term in stage 2; the label term gets 1 − α."""
     relu: bool = True
     """End the regressor with a ReLU, the hint layer's non-linearity for the usual taps."""

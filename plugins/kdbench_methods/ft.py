@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
+from kdbench.params import MAX_EPOCHS, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import CONVS, match_sizes
 
@@ -90,14 +91,14 @@ class Paraphraser(nn.Module):
 
 @dataclass(frozen=True)
 class FTParams:
-    beta: float = 500.0
+    beta: float = bounded(500.0, low=0)
     """Weight β of the factor loss (authors' code; the CRD benchmark uses 200 with its own
     factor)."""
-    rate: float = 0.5
+    rate: float = bounded(0.5, low=0, low_open=True)
     """Paraphrase rate k: the factor has round(k·C_T) channels."""
     p: Literal[1, 2] = 1
     """Norm of the factor difference (the paper's choice is 1)."""
-    paraphraser_epochs: int = 5
+    paraphraser_epochs: int = bounded(5, low=0, high=MAX_EPOCHS)
     """Epochs of paraphraser training before the student's (the authors' script: 5)."""
 
 

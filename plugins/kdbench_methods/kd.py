@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdbench.method import LossTerms, Method
+from kdbench.params import bounded
 from kdbench.taps import Taps
 
 
@@ -33,9 +34,9 @@ def kd_loss(z_s: Tensor, z_t: Tensor, T: float) -> Tensor:
 
 @dataclass(frozen=True)
 class KDParams:
-    T: float = 4.0
+    T: float = bounded(4.0, low=0, low_open=True)
     """Temperature that softens both distributions."""
-    alpha: float = 0.9
+    alpha: float = bounded(0.9, low=0, high=1)
     """Weight of the soft term; the hard (label) term gets 1 − α."""
 
 

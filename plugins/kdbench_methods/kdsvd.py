@@ -57,6 +57,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
+from kdbench.params import bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import CONVS, paired
 
@@ -137,11 +138,11 @@ def as_matrices(f: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class KDSVDParams:
-    beta: float = 1.0
+    beta: float = bounded(1.0, low=0)
     """Weight β of the distillation term."""
-    k: int = 1
+    k: int = bounded(1, low=1)
     """Singular vectors kept per stage (the authors' code: 1)."""
-    candidates: int = 1
+    candidates: int = bounded(1, low=0)
     """Extra student vectors searched by the alignment (the authors decompose k + 1)."""
     ramp: bool = True
     """Ramp the distillation term in by sigmoid(epoch − 2), as the authors' code."""

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
+from kdbench.params import bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -50,11 +51,11 @@ def pkt_loss(f_s: Tensor, f_t: Tensor, eps: float = 1e-7) -> Tensor:
 
 @dataclass(frozen=True)
 class PKTParams:
-    weight: float = 30000.0
+    weight: float = bounded(30000.0, low=0)
     """Weight of the PKT loss (CRD benchmark, batch size 64)."""
-    eps: float = 1e-7
+    eps: float = bounded(1e-7, low=0, low_open=True)
     """ε of the authors' code, in the normalisation and the logarithm."""
-    ce_weight: float = 1.0
+    ce_weight: float = bounded(1.0, low=0)
     """Weight of the cross-entropy on the labels."""
 
 

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
+from kdbench.params import bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -45,9 +46,9 @@ def sp_loss(f_s: Tensor, f_t: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class SPParams:
-    gamma: float = 3000.0
+    gamma: float = bounded(3000.0, low=0)
     """Weight γ of the similarity-preserving loss."""
-    ce_weight: float = 1.0
+    ce_weight: float = bounded(1.0, low=0)
     """Weight of the cross-entropy on the labels."""
 
 

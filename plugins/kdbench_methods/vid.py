@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
+from kdbench.params import bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import CONVS, match_sizes, paired
 
@@ -78,13 +79,18 @@ class Regressor(nn.Module):
 
 @dataclass(frozen=True)
 class VIDParams:
-    lambdas: tuple[float, ...] = ()
+    lambdas: tuple[float, ...] = bounded((), low=0)
     """λ_k per stage pair, shallowest first; empty: 1 for every pair (the CRD benchmark's
     weight)."""
-    init_var: float = 5.0
+    init_var: float = bounded(5.0, low=0, low_open=True)
     """Initial variance σ² of every channel (the authors' initialisation)."""
-    eps: float = 1e-5
+    eps: float = bounded(1e-5, low=0, low_open=True)
     """Floor ε of the variance."""
+
+    def __post_init__(self) -> None:
+        # σ² = softplus(α) + ε starts at init_var only if init_var > ε (softplus⁻¹ of ≤ 0 is nan).
+        if self.init_var <= self.eps:
+            raise ValueError(f"init_var must be > eps ({self.eps:g}), got {self.init_var:g}")
 
 
 class VID(Method):

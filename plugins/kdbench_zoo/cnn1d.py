@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from kdbench.data import DataInfo
+from kdbench.params import bounded
 from kdbench.taps import TapPoints
 
 
 @dataclass(frozen=True)
 class CNN1DParams:
-    channels: int = 25
-    depth: int = 3
+    channels: int = bounded(25, low=1)
+    depth: int = bounded(3, low=1)
 
 
 class CNN1D(nn.Module):
@@ -57,7 +58,7 @@ def cnn1d(params: CNN1DParams, info: DataInfo) -> CNN1D:
 
 @dataclass(frozen=True)
 class SmallCNN1DParams(CNN1DParams):
-    channels: int = 8
+    channels: int = bounded(8, low=1)
 
 
 def cnn1d_small(params: SmallCNN1DParams, info: DataInfo) -> CNN1D:

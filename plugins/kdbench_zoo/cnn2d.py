@@ -14,15 +14,20 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from kdbench.data import DataInfo
+from kdbench.params import bounded
 from kdbench.taps import TapPoints
 
 
 @dataclass(frozen=True)
 class CNN2DParams:
-    channels: tuple[int, ...] = (32, 64, 128)
+    channels: tuple[int, ...] = bounded((32, 64, 128), low=1)
     """Width of each stage; the number of stages is its length."""
-    blocks: int = 1
+    blocks: int = bounded(1, low=1)
     """conv3x3-BN-ReLU blocks per stage."""
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            raise ValueError("channels must list the width of at least one stage, got []")
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -70,7 +75,7 @@ def cnn2d(params: CNN2DParams, info: DataInfo) -> CNN2D:
 
 @dataclass(frozen=True)
 class SmallCNN2DParams(CNN2DParams):
-    channels: tuple[int, ...] = (8, 16, 32)
+    channels: tuple[int, ...] = bounded((8, 16, 32), low=1)
 
 
 def cnn2d_small(params: SmallCNN2DParams, info: DataInfo) -> CNN2D:

@@ -23,21 +23,22 @@ import numpy as np
 import torch
 
 from kdbench.data import Dataset
+from kdbench.params import bounded
 
 
 @dataclass(frozen=True)
 class DigitsParams:
-    test_size: float = 0.25
+    test_size: float = bounded(0.25, low=0.01, high=0.99)
     """Fraction of the images held out for the test split (stratified by class)."""
-    seed: int = 0
+    seed: int = bounded(0, low=0, high=2**32 - 1)
     """``random_state`` of the split."""
 
 
 @dataclass(frozen=True)
 class MNIST5kParams:
-    test_size: float = 0.2
+    test_size: float = bounded(0.2, low=0.01, high=0.99)
     """Fraction of the images held out for the test split (stratified by class)."""
-    seed: int = 0
+    seed: int = bounded(0, low=0, high=2**32 - 1)
     """``random_state`` of the split."""
 
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from kdbench.data import DataInfo
+from kdbench.params import bounded
 from kdbench.taps import TapPoints
 
 
 @dataclass(frozen=True)
 class MLPParams:
-    hidden: tuple[int, ...] = (100, 100)
+    hidden: tuple[int, ...] = bounded((100, 100), low=1)
 
 
 class MLP(nn.Module):

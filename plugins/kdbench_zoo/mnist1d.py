@@ -15,15 +15,20 @@ from pathlib import Path
 import torch
 
 from kdbench.data import Dataset
+from kdbench.params import bounded
 
 
 @dataclass(frozen=True)
 class MNIST1DParams:
     """Overrides of ``mnist1d.data.get_dataset_args()``; the defaults are the package's."""
 
-    num_samples: int = 5000
-    train_split: float = 0.8
-    seed: int = 42
+    num_samples: int = bounded(5000, low=100, high=1_000_000)
+    """Sequences in all, before the split (the generator makes num_samples // 10 per class,
+    one at a time in Python: a million take minutes, more would seem to hang)."""
+    train_split: float = bounded(0.8, low=0.05, high=0.95)
+    """Fraction of the sequences in the training split."""
+    seed: int = bounded(42, low=0, high=2**32 - 1)
+    """Seed of the generator (numpy's, which takes 0..2³²−1)."""
 
 
 def load(params: MNIST1DParams, cache_dir: Path) -> Dataset:
