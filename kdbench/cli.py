@@ -1,4 +1,4 @@
-"""``kdbench run | leaderboard | plugins | ui``: the command line.
+"""``kdbench run | tune | leaderboard | plugins | ui``: the command line.
 
 Every problem a user can fix is one line on stderr and exit code 2; ``--debug``
 shows the traceback instead.
@@ -98,6 +98,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--max-seeds", type=int, metavar="N",
                      help="with --until-decided: the most seeds any method gets")
 
+    tune = sub.add_parser("tune", parents=[common, bench], help="tune every row (the baseline's "
+                          "recipe too) with the same number of trials on the validation split, "
+                          "then run the tuned benchmark on its seeds and print its leaderboard")
+    tune.add_argument("--trials", type=int, required=True, metavar="N",
+                      help="trials per row, the same for every row")
+    tune.add_argument("--tune-seeds", type=int, default=2, metavar="K",
+                      help="runs per trial, on seeds 1000..1000+K-1 (default 2); the trial's "
+                      "score is their mean validation metric")
+    tune.add_argument("--tuning-storage", metavar="URL",
+                      help="Optuna storage (default sqlite:///optuna.db next to a SQLite "
+                      "MLflow store, else in the working directory)")
+    tune.add_argument("--workers", type=int, metavar="N",
+                      help="worker processes (default: one per core)")
+    tune.add_argument("--max-runs", type=int, metavar="N", default=DEFAULT_MAX_RUNS,
+                      help=f"refuse to plan more runs, tuning included (default {DEFAULT_MAX_RUNS})")
     sub.add_parser("leaderboard", parents=[common, bench],
                    help="rebuild the leaderboard from MLflow without training")
     compare = sub.add_parser("compare", parents=[common],
@@ -109,6 +124,22 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--tracking-uri", metavar="URI")
     compare.add_argument("--cache-dir", type=Path, default=None)
     compare.add_argument("--device", default="auto", help="the device the runs were trained on")
+    recipe = sub.add_parser("check-recipe", parents=[common], help="train the baseline with "
+                            "the recipe and longer budgets; say whether validation accuracy "
+                            "has plateaued (never reads the test split)")
+    recipe.add_argument("benchmark", nargs="?", default=DEFAULT_BENCHMARK,
+                        help=f"a built-in benchmark name or a .toml path (default {DEFAULT_BENCHMARK})")
+    recipe.add_argument("--budgets", default="1,2", metavar="1,2,4",
+                        help="factors of the recipe's epochs to train (default 1,2; 1 is always "
+                        "included)")
+    recipe.add_argument("--seeds", type=int, default=3, metavar="N",
+                        help="seeds 0..N-1 at each budget (default 3)")
+    recipe.add_argument("--tracking-uri", metavar="URI")
+    recipe.add_argument("--cache-dir", type=Path, default=None)
+    recipe.add_argument("--device", default="auto")
+    recipe.add_argument("--workers", type=int, metavar="N")
+    recipe.add_argument("--executor", metavar="NAME")
+    recipe.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
     sub.add_parser("plugins", parents=[common], help="list plugins and what they registered")
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--tracking-uri", metavar="URI")
@@ -330,12 +361,15 @@ def _fresh_rows(value: bool | str, spec: Spec) -> bool | frozenset[str]:
         return value
     rows = frozenset(n.strip() for n in value.split(",") if n.strip())
     labels = {"teacher", "baseline", *(m.label for m in spec.methods)}
-    unknown = sorted(rows - labels)
+    # A grid's table name (kd) stands for every row of the grid (kd[T=1], kd[T=4]).
+    grids = {m.table: {r.label for r in spec.methods if r.table == m.table}
+             for m in spec.methods if m.grid}
+    unknown = sorted(rows - labels - set(grids))
     if unknown or not rows:
         raise KdbenchError(f"--fresh {value}: no row named {', '.join(unknown) or '(none)'} in "
                            f"benchmark {spec.name!r}; rows: {', '.join(sorted(labels))} "
                            "(a bare --fresh, after the benchmark, retrains everything)")
-    return rows
+    return frozenset(label for row in rows for label in grids.get(row, {row}))
 
 
 def until_decided(session: Session, max_seeds: int, options: leaderboard.Options,
@@ -388,6 +422,81 @@ def seed_order(seeds: tuple[int, ...], total: int) -> tuple[int, ...]:
             order.append(candidate)
         candidate += 1
     return tuple(order)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``kdbench tune``: :func:`kdbench.tuning.tune`, then the tuned benchmark on its own
+    seeds, compared on test as ``kdbench run`` does (board ``<out>/<name>-tuned.*``, file
+    ``<out>/<name>-tuned.toml``)."""
+    from kdbench import sweep as sweeps
+    from kdbench import tuning
+    from kdbench.tracking import Tracker
+
+    plugins = Plugins.load(strict=args.strict_plugins)
+    spec = _spec(args, plugins)
+    seeds = tuning.tuning_seeds(args.tune_seeds)
+    tuning.check(spec, args.trials, seeds)
+    rows = 1 + len(spec.methods)
+    planned = 1 + rows * (args.trials * len(seeds) + len(spec.seeds))
+    if planned > args.max_runs:
+        raise KdbenchError(f"this tuning plans up to {planned:,} runs ({rows} rows × "
+                           f"({args.trials} trials × {len(seeds)} seeds + {len(spec.seeds)} "
+                           f"evaluation seeds) + 1 teacher), more than the ceiling of "
+                           f"{args.max_runs:,}; use fewer --trials or --methods, or pass "
+                           f"--max-runs {planned}")
+    writable_dir(args.out)
+    cache = args.cache_dir or default_cache()
+    device = _device(args.device)
+    tracker = Tracker(args.tracking_uri)
+    settings = tuning.Settings(args.trials, seeds,
+                               tuning.storage_url(args.tuning_storage, tracker.uri))
+    entry = plugins.entry("executors", spec.executor.name)
+    values = dict(spec.executor.params)
+    if args.workers is not None:
+        values["workers"] = args.workers
+    if device != "cpu":
+        values["workers"] = 1  # one process owns the GPU
+    executor = entry.factory(entry.make_params(values, where=f"executor {spec.executor.name}: "))
+    higher = _higher(plugins, spec)
+
+    result = tuning.tune(spec, plugins, tracker, executor, settings, cache, device, higher,
+                         report=lambda line: print(f"kdbench: {line}", file=sys.stderr),
+                         observer=lambda: Progress(workers=getattr(executor, "workers", 1)))
+    toml = tuning.write_toml(result, args.out)
+    for row in result.rows:
+        best = f"{row.best_value:.4f} with {row.best}" if row.best_value is not None else row.note
+        print(f"tuned {row.label}: best validation {spec.metric} {best} "
+              f"({len(row.trials)} trials, {row.trained} run now)")
+
+    tuned = result.spec
+    sweep = sweeps.plan(tuned, plugins, cache, device)
+    experiment = tracker.experiment(tuned)
+    sweep_id = tracker.start_sweep(experiment, tuned, {"device": device, "tuning": tuned.tuning,
+                                                       "tuning_storage": settings.storage})
+    session = Session(plugins, tuned, tracker, executor, experiment, sweep_id, cache, device,
+                      False)
+    status = "FAILED"
+    try:
+        results = session.train(sweep)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if status != "FINISHED":
+            tracker.end_sweep(sweep_id, status)
+    board = leaderboard.build(sweep, results, higher_is_better=higher,
+                              options=_options(args, tuned))
+    paths = leaderboard.write(board, args.out)
+    for path in [*paths, toml]:
+        tracker.log_artifact(sweep_id, path)
+    tracker.end_sweep(sweep_id, "FINISHED")
+    print(leaderboard.terminal(board))
+    print(f"\nwrote {', '.join(str(p) for p in [*paths, toml])}; MLflow: {tracker.uri}; "
+          f"Optuna: {settings.storage}")
+    if args.debug:
+        _print_tracebacks(sweep.runs, results)
+    return _exit_code(board)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -509,6 +618,25 @@ def _higher(plugins: Plugins, spec: Spec) -> bool:
     return entry.factory(entry.make_params({})).higher_is_better
 
 
+def cmd_check_recipe(args: argparse.Namespace) -> int:
+    """Exit code 0 whatever the verdict (it is printed); 1 when runs failed."""
+    from kdbench import convergence
+    from kdbench.tracking import Tracker
+
+    plugins = Plugins.load(strict=args.strict_plugins)
+    spec = load(args.benchmark, plugins)
+    budgets = convergence.parse_budgets(args.budgets)
+    device = _device(args.device)
+    tracker = Tracker(args.tracking_uri)
+    executor = convergence.make_executor(plugins, spec, args.executor, args.workers, device)
+    options = convergence.Options(budgets, args.seeds, args.fresh, on_result=lambda run, result:
+                                  print(convergence.line(run, result), file=sys.stderr))
+    report = convergence.check(spec, plugins, tracker, executor, args.cache_dir or default_cache(),
+                               device, options)
+    print(convergence.render(report))
+    return 1 if any(b.failed for b in report.budgets) else 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     plugins = Plugins.load(strict=args.strict_plugins)
     for info in plugins.infos:
@@ -536,8 +664,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "leaderboard": cmd_leaderboard, "compare": cmd_compare,
-            "plugins": cmd_plugins,
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "compare": cmd_compare,
+            "plugins": cmd_plugins, "check-recipe": cmd_check_recipe,
             "ui": cmd_ui}
 
 

@@ -3,15 +3,23 @@
 Small benchmark datasets fit in memory (on the GPU when there is one), so a
 batch is ``x[idx]`` for a tensor of sample indices: no loader processes, and
 methods that need sample identities (CRD's memory bank) get ``idx`` for free.
+
+A run never sees a dataset as its plugin made it: :func:`hold_out` moves a validation split
+out of the training split (the same samples for every run of a benchmark), and
+:func:`seal_test` makes the test split unreadable for runs that must not look at it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor
+
+from kdbench.errors import KdbenchError
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,8 @@ class Dataset:
 
     ``augment(x, generator) -> x`` is applied to each training batch when set;
     it must draw its randomness from ``generator`` so that a seed fixes it.
+    ``x_val``/``y_val``: the validation split, set by :func:`hold_out` (a dataset plugin
+    leaves them out).
     """
 
     name: str
@@ -38,15 +48,91 @@ class Dataset:
     y_test: Tensor
     num_classes: int
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
+    x_val: Tensor | None = None
+    y_val: Tensor | None = None
 
     @property
     def info(self) -> DataInfo:
         return DataInfo(tuple(self.x_train.shape[1:]), self.num_classes, len(self.x_train))
 
     def to(self, device: torch.device | str) -> Dataset:
+        def move(t: Tensor | None) -> Tensor | None:
+            return t.to(device) if t is not None else None
+
         return Dataset(self.name, self.x_train.to(device), self.y_train.to(device),
                        self.x_test.to(device), self.y_test.to(device), self.num_classes,
-                       self.augment)
+                       self.augment, move(self.x_val), move(self.y_val))
+
+
+def validation_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """``(train, val)``: sorted indices into a training split of labels ``y``, disjoint and
+    covering it, with ``val`` the held-out validation samples.
+
+    Stratified: of the ``n_c`` samples of each class, ``floor(fraction * n_c + 0.5)`` (at
+    most ``n_c - 1``, so that every class keeps a training sample) are held out, picked by
+    one ``torch.randperm`` of all samples from a ``torch.Generator`` seeded with ``seed``.
+    The split depends on the labels, the fraction and the seed only: never on a run.
+    """
+    y = y.cpu()
+    n = len(y)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    # A stable sort by label keeps the random order within each class.
+    order = order[torch.sort(y[order], stable=True).indices]
+    counts = torch.bincount(y, minlength=1).tolist()
+    held = torch.zeros(n, dtype=torch.bool)
+    start = 0
+    for n_c in counts:
+        take = min(max(n_c - 1, 0), math.floor(fraction * n_c + 0.5))
+        held[order[start:start + take]] = True
+        start += n_c
+    return torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
+
+
+def hold_out(data: Dataset, fraction: float, seed: int) -> Dataset:
+    """``data`` with its validation split (:func:`validation_split`) moved out of the
+    training split into ``x_val``/``y_val``."""
+    train, val = validation_split(data.y_train, fraction, seed)
+    if len(val) == 0:
+        raise KdbenchError(f"a validation fraction of {fraction} holds out no sample of the "
+                           f"{len(data.y_train)} training samples of dataset {data.name!r}; "
+                           "raise [protocol] validation or use more data")
+    train, val = train.to(data.x_train.device), val.to(data.x_train.device)
+    return replace(data, x_train=data.x_train[train], y_train=data.y_train[train],
+                   x_val=data.x_train[val], y_val=data.y_train[val])
+
+
+class Sealed:
+    """Stands in for the test split of a run that must not read it: any use raises.
+
+    Reading a tensor goes through indexing, ``len``, iteration, an attribute (``.shape``,
+    ``.to``) or a torch function (``__torch_function__``): each raises ``RuntimeError``.
+    """
+
+    MESSAGE = "the test split is not to be read here"
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(Sealed.MESSAGE)
+
+    __getitem__ = __len__ = __iter__ = __array__ = __bool__ = __float__ = __index__ = _refuse
+    __contains__ = __add__ = __mul__ = __eq__ = __ne__ = __lt__ = __gt__ = _refuse
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise RuntimeError(Sealed.MESSAGE)
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None
+                           ) -> NoReturn:
+        raise RuntimeError(Sealed.MESSAGE)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "<sealed test split>"
+
+
+def seal_test(data: Dataset) -> Dataset:
+    """``data`` whose test split raises ``RuntimeError`` on any use (:class:`Sealed`)."""
+    return replace(data, x_test=Sealed(), y_test=Sealed())
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None,

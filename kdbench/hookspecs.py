@@ -101,8 +101,9 @@ def kdbench_metrics(register: Register) -> None:
     """Register evaluation metrics.
 
     ``factory(params) -> kdbench.metrics.Metric``: a callable
-    ``(student_logits, targets, teacher_logits) -> float`` over the whole test
-    split, with ``higher_is_better``.
+    ``(student_logits, targets, teacher_logits) -> float`` over a whole split
+    (the validation split after every epoch, the training and test splits once at
+    the end of a run), with ``higher_is_better``.
     """
 
 

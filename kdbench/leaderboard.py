@@ -7,15 +7,29 @@ The JSON file is the machine-readable contract::
      "family": int,   # comparisons the correction runs over
      "benchmark_family": int,   # rows of the benchmark file
      "teacher": {"name": str, "value": float},
-     "baseline": {"seeds": [int], "values": [float], "mean": float, "std": float, "ci95": [lo, hi]},
-     "rows": [{"method": str, "uses": str, "params": {...}, "seeds": [int], "values": [float],
+     "protocol": {"validation": float,   # fraction of the training split held out
+                  "validation_samples": int, "train_samples": int,   # null if unknown
+                  "validation_seed": int, "epoch": "last" | "best",
+                  "test": "read once per run"},
+     "baseline": {"seeds": [int], "values": [float], "mean": float, "std": float, "ci95": [lo, hi],
+                  "train": float,   # mean of train.<metric>: the reported weights on the
+                                    # training split (less validation), eval mode
+                  "val_gain": float},   # mean val.gain: its validation metric's rise over
+                                        # the last quarter of its epochs (train.validation_gain)
+     "warnings": [str],   # e.g. the baseline is still climbing (see CLIMBING)
+     "tuning": str,   # "tuned, 20 trials each on 2 seeds (validation)" or PAPER_DEFAULTS
+     "tuned": bool,   # a tuned board's files are <benchmark>-tuned.*
+     "rows": [{"method": str, "uses": str, "params": {...},
+               "grid": {...},   # a grid row's coordinates ({"T": 1.0}), else {}
+               "seeds": [int], "values": [float],
                "mean": float, "std": float, "ci95": [lo, hi], "delta": float,
                "delta_ci95": [lo, hi], "p": {"paired_t", "wilcoxon", "welch", "mannwhitney"},
                "p_holm": float, "hedges_g": float, "prob_improvement": float,
                "verdict": str, "seeds_needed": {...}, "note": str}],
      "failed": [{"method": str, "seed": int, "error": str}]}
 
-``values[i]`` is the final metric of seed ``seeds[i]``; rows are ranked by mean.
+``values[i]`` is the final metric of seed ``seeds[i]`` (on the test split, for the
+weights of the epoch the protocol reports); rows are ranked by mean.
 """
 
 from __future__ import annotations
@@ -29,9 +43,19 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kdbench import stats
+from kdbench import stats, train
+from kdbench.data import validation_split
 from kdbench.runs import RunResult
 from kdbench.sweep import Sweep
+
+PAPER_DEFAULTS = "paper defaults (not tuned)"
+"""What a board says of its settings when its benchmark file was not written by
+``kdbench tune`` (:attr:`kdbench.spec.Spec.tuning`)."""
+CLIMBING = 0.005
+"""The baseline is still climbing when its validation metric rose by more than this, in the
+better direction, over the last quarter of its training (mean ``val.gain`` over seeds, in the
+metric's units: half a point of accuracy). A mean, not a test over seeds: a rise this size
+says the recipe is short whatever its noise, and one seed's curve is already a measurement."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,11 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
         else None
     base_seeds, base_values = samples.get("baseline", ([], []))
     base = stats.summarize(base_values) if base_values else None
+    base_results = [results[r.fingerprint] for r in sweep.students()
+                    if r.role == "baseline" and r.fingerprint in results
+                    and results[r.fingerprint].status == "finished"]
+    base_train = _mean([r.metrics.get(f"train.{metric}") for r in base_results])
+    base_gain = _mean([r.metrics.get("val.gain") for r in base_results])
     board: dict[str, Any] = {
         "benchmark": spec.name,
         "metric": metric,
@@ -86,7 +115,12 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
         "baseline": {"seeds": base_seeds, "values": base_values,
                      "mean": _num(base.mean if base else None),
                      "std": _num(base.std if base else None),
-                     "ci95": _pair(base.ci95 if base else None)},
+                     "ci95": _pair(base.ci95 if base else None),
+                     "train": _num(base_train), "val_gain": _num(base_gain)},
+        "protocol": _protocol(sweep),
+        "tuning": spec.tuning or PAPER_DEFAULTS, "tuned": bool(spec.tuning),
+        "warnings": _warnings(metric, higher_is_better, base_train, base_gain,
+                              spec.recipe.epochs),
         "rows": [],
         "failed": failed,
     }
@@ -99,7 +133,8 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
         if base_values and method_samples else {}
     for label, sample in method_samples.items():
         row: dict[str, Any] = {"method": label, "uses": rows[label].method,
-                               "params": rows[label].params, "seeds": sample.seeds,
+                               "params": rows[label].params, "grid": rows[label].grid,
+                               "seeds": sample.seeds,
                                "values": sample.values}
         c = comparisons.get(label)
         summary = c.summary if c else stats.summarize(sample.values)
@@ -115,6 +150,55 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
     sign = -1 if higher_is_better else 1
     board["rows"].sort(key=lambda r: sign * (r["mean"] if r["mean"] is not None else -math.inf))
     return board
+
+
+def _mean(values: list[float | None]) -> float | None:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(finite) / len(finite) if finite else None
+
+
+def _protocol(sweep: Sweep) -> dict[str, Any]:
+    """What the runs saw: the validation split (its size computed from the dataset's labels,
+    ``None`` when the dataset cannot be loaded here) and the epoch rule."""
+    p = sweep.spec.protocol
+    sizes: tuple[int | None, int | None] = (None, None)
+    try:
+        data = train.dataset(sweep.spec.dataset, sweep.teacher.job.cache_dir)
+        kept, held = validation_split(data.y_train, p.validation, p.validation_seed)
+        sizes = len(held), len(kept)
+    except Exception:  # a leaderboard from the store must not need the data
+        pass
+    return {"validation": p.validation, "validation_samples": sizes[0],
+            "train_samples": sizes[1], "validation_seed": p.validation_seed, "epoch": p.epoch,
+            "test": "read once per run"}
+
+
+def _warnings(metric: str, higher_is_better: bool, train_value: float | None,
+              gain: float | None, epochs: int) -> list[str]:
+    if gain is None or (gain if higher_is_better else -gain) <= CLIMBING:
+        return []
+    trained = f"; train {metric} {_pct(train_value)}%" if train_value is not None else ""
+    return [f"the baseline is still climbing (validation {metric} {100 * gain:+.1f} points "
+            f"over the last quarter of its {epochs} epochs{trained}): lengthen [recipe] epochs "
+            "(see kdbench check-recipe)"]
+
+
+def protocol_line(board: dict[str, Any]) -> str:
+    """``protocol: 10% of the training split held out for validation (400 samples, seed 0);
+    last epoch reported; test split read once per run; baseline train top1 72.1%``."""
+    p = board.get("protocol")
+    if not p:
+        return ""
+    size = f"{p['validation_samples']} samples, " if p.get("validation_samples") else ""
+    rule = "last epoch reported" if p["epoch"] == "last" else \
+        f"best validation {board['metric']} epoch reported"
+    line = (f"protocol: {100 * p['validation']:g}% of the training split held out for "
+            f"validation ({size}seed {p['validation_seed']}); {rule}; test split "
+            f"{p['test']}")
+    train_value = (board.get("baseline") or {}).get("train")
+    if train_value is not None:
+        line += f"; baseline train {board['metric']} {_pct(train_value)}%"
+    return line
 
 
 def _teacher_name(sweep: Sweep) -> str:
@@ -196,8 +280,11 @@ def terminal(board: dict[str, Any]) -> str:
         return "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
     text = [f"{board['benchmark']}: {board['metric']} (%), {len(base['values'])} seeds, "
             f"primary test {board['primary_test']}, {family_line(board)}, "
-            f"α = {board['alpha']}", fmt(header), fmt(["-" * w for w in widths])]
-    text += [fmt(r) for r in lines]
+            f"α = {board['alpha']}"]
+    text += [f"settings: {board['tuning']}"] if "tuning" in board else []
+    text += [line for line in [protocol_line(board)] if line]
+    text += [f"warning: {w}" for w in board.get("warnings", [])]
+    text += [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in lines)]
     # One line per distinct note: with many methods and few seeds they often say the same.
     notes: dict[str, list[str]] = {}
     for r in board["rows"]:
@@ -229,8 +316,14 @@ def markdown(board: dict[str, Any]) -> str:
     rows = table_rows(board)
     lines = [f"# {board['benchmark']}", "",
              f"Metric: `{board['metric']}`; primary test: `{board['primary_test']}`, "
-             f"{family_line(board)}, α = {board['alpha']}.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             f"{family_line(board)}, α = {board['alpha']}.", ""]
+    if "tuning" in board:
+        lines += [f"Settings: {board['tuning']}.", ""]
+    if protocol_line(board):
+        lines += [protocol_line(board)[0].upper() + protocol_line(board)[1:] + ".", ""]
+    lines += [f"**Warning:** {w}." for w in board.get("warnings", [])]
+    lines += [""] if board.get("warnings") else []
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
     if board["failed"]:
@@ -260,6 +353,9 @@ def html(board: dict[str, Any], figure_svg: str) -> str:
         for r in rows)
     failed = "".join(f"<li>{escape(f['method'])} seed {f['seed']}: {escape(f['error'])}</li>"
                      for f in board["failed"])
+    protocol = "".join(f"<p>{escape(line)}</p>" for line in [protocol_line(board)] if line) + \
+        (f"<p>Settings: {escape(board['tuning'])}.</p>" if "tuning" in board else "") + \
+        "".join(f"<p><strong>Warning:</strong> {escape(w)}</p>" for w in board.get("warnings", []))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{escape(board['benchmark'])} · kdbench leaderboard</title>
@@ -276,6 +372,7 @@ tr.better td {{ background: #dafbe1; }} tr.worse td {{ background: #ffebe9; }}
 {escape(family_line(board))} at α = {board['alpha']}.
 Every dot is one seed; diamonds are means with their 95% confidence intervals; the band is the
 baseline's 95% CI.</p>
+{protocol}
 <figure id="plot">{figure_svg}</figure>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {f"<h2>Failed runs</h2><ul>{failed}</ul>" if failed else ""}
@@ -284,11 +381,12 @@ baseline's 95% CI.</p>
 
 
 def write(board: dict[str, Any], out: Path) -> list[Path]:
-    """Write ``<out>/<benchmark>.{json,md,csv,html,png}``; returns the paths."""
+    """Write ``<out>/<benchmark>.{json,md,csv,html,png}`` (``<benchmark>-tuned.*`` for a
+    tuned benchmark, so that it never overwrites the untuned board); returns the paths."""
     from kdbench import plots
 
     out.mkdir(parents=True, exist_ok=True)
-    name = board["benchmark"]
+    name = board["benchmark"] + ("-tuned" if board.get("tuned") else "")
     figure = plots.seeds_figure(board)
     files: dict[Path, str | bytes] = {
         out / f"{name}.json": json.dumps(board, indent=2, allow_nan=False) + "\n",

@@ -16,7 +16,21 @@ benchmark file is read, not after every run has failed:
 
   A range applies to every item of a tuple field and is skipped for a ``None`` value;
 * checks across fields, in the dataclass's ``__post_init__``: a ``ValueError`` raised there
-  reaches the user as a :class:`SpecError` with the same message, prefixed by where.
+  reaches the user as a :class:`SpecError` with the same message, prefixed by where;
+* a search space per field, for ``kdbench tune`` (:mod:`kdbench.tuning`), with
+  ``bounded(..., search=...)`` (or ``metadata={"search": ...}``)::
+
+      T: float = bounded(4.0, low=0, low_open=True, search=LogUniform(1, 16))
+      alpha: float = bounded(0.9, low=0, high=1, search=Uniform(0, 1))
+      beta: float = bounded(8.0, low=0, search=Around(10))     # [beta / 10, beta * 10], log
+
+  :class:`LogUniform`, :class:`Uniform` and :class:`Choice` are fixed spaces; :class:`Around`
+  and :class:`Multiples` are relative to the value the benchmark file gives (else the
+  default), so a loss weight is searched around what the row would run with. A relative
+  space is cut to the field's range and is skipped for a value of 0 (a term switched off
+  stays off). Fields without ``search`` are never tuned: structural choices (stages,
+  kernels, connectors) stay as the benchmark file says. :func:`search_space` resolves the
+  declarations of a dataclass into fixed spaces.
 """
 
 from __future__ import annotations
@@ -63,12 +77,102 @@ class Range:
         return "any number"
 
 
+@dataclass(frozen=True)
+class LogUniform:
+    """Values in ``[low, high]``, uniform in log scale (``0 < low < high``)."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """Values in ``[low, high]``, uniform."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values``."""
+
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Around:
+    """:class:`LogUniform` over ``[v / factor, v * factor]`` around the row's value ``v``."""
+
+    factor: float = 10.0
+
+
+@dataclass(frozen=True)
+class Multiples:
+    """:class:`Choice` of ``round(v * f)`` for each ``f`` of ``factors``, for an int field
+    (epochs) with the row's value ``v``."""
+
+    factors: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+
+Search = LogUniform | Uniform | Choice | Around | Multiples
+"""What ``bounded(..., search=...)`` takes."""
+Space = LogUniform | Uniform | Choice
+"""A resolved search space: fixed bounds or values."""
+
+
 def bounded(default: Any, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False) -> Any:
+            low_open: bool = False, high_open: bool = False, search: Search | None = None) -> Any:
     """A dataclass field with ``default`` whose values must lie in a :class:`Range`;
-    :func:`build` enforces it (``[methods.kd] T must be > 0, got -1.0``)."""
-    return dataclasses.field(default=default,
-                             metadata={"range": Range(low, high, low_open, high_open)})
+    :func:`build` enforces it (``[methods.kd] T must be > 0, got -1.0``). ``search`` declares
+    the field tunable, over that space (:func:`search_space`)."""
+    metadata: dict[str, Any] = {"range": Range(low, high, low_open, high_open)}
+    if search is not None:
+        metadata["search"] = search
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def search_space(cls: type, values: Any = None) -> dict[str, Space]:
+    """The fixed search space of each tunable field of dataclass ``cls``, relative spaces
+    resolved against ``values`` (an instance or a dict; the defaults where absent).
+
+    A space is cut to the field's range (``Around(10)`` of a weight in ``[0, 1]`` stays in
+    it); a relative space of a value of 0 gives nothing (the field is left as it is), and
+    so does a space that the cut leaves empty or single-valued.
+    """
+    if values is not None and not isinstance(values, dict):
+        values = dataclasses.asdict(values)
+    values = values or {}
+    hints = typing.get_type_hints(cls)
+    space: dict[str, Space] = {}
+    for f in dataclasses.fields(cls):
+        declared = f.metadata.get("search")
+        if declared is None:
+            continue
+        value = values.get(f.name, f.default)
+        resolved = _resolve(declared, value, range_of(f) or Range(), hints[f.name] is int)
+        if resolved is not None:
+            space[f.name] = resolved
+    return space
+
+
+def _resolve(declared: Search, value: Any, bounds: Range, integer: bool) -> Space | None:
+    if isinstance(declared, Around | Multiples) and not (
+            isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
+        return None
+    if isinstance(declared, Around):
+        declared = LogUniform(value / declared.factor, value * declared.factor)
+    elif isinstance(declared, Multiples):
+        declared = Choice(tuple(dict.fromkeys(max(1, round(value * f)) for f in declared.factors)))
+    if isinstance(declared, Choice):
+        kept = tuple(v for v in declared.values if not isinstance(v, int | float) or v in bounds)
+        return Choice(tuple(int(v) for v in kept) if integer else kept) if len(kept) > 1 else None
+    low = declared.low if bounds.low is None else max(declared.low, bounds.low)
+    high = declared.high if bounds.high is None else min(declared.high, bounds.high)
+    low, high = (math.ceil(low), math.floor(high)) if integer else (float(low), float(high))
+    if not low < high or (isinstance(declared, LogUniform) and low <= 0):
+        return None
+    return type(declared)(low, high)
 
 
 def range_of(f: dataclasses.Field) -> Range | None:

@@ -52,7 +52,9 @@ class Progress:
     @kdbench.hookimpl
     def kdbench_epoch_end(self, run: Any, phase: str, epoch: int, epochs: int,
                           metrics: dict[str, float]) -> None:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "." not in k)
+        # The loss and the validation metrics; loss terms would crowd the line.
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                          if k == "loss" or k.startswith("val."))
         text = (f"[{self.done + 1}/{self.todo}] {run.describe()} {phase} epoch {epoch}/{epochs}"
                 f" {shown}  elapsed {_clock(time.perf_counter() - self.started)}, "
                 f"left ~{self._eta()}")
@@ -66,7 +68,9 @@ class Progress:
         self.done += 1
         self.seconds.append(result.seconds)
         if result.status == "finished":
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+            # The reported numbers: test (when read), validation and train, not the diagnostics.
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()
+                              if k not in ("epoch", "val.gain") and isinstance(v, float))
             outcome = f"{shown} ({result.seconds:.1f} s)"
         else:
             outcome = f"FAILED: {result.error}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kdbench.spec import Component, Recipe
+from kdbench.spec import Component, Protocol, Recipe
 
 Role = Literal["teacher", "baseline", "method"]
 
@@ -41,6 +41,15 @@ class Job:
     threads: int = 1
     """Torch intra-op threads of the run. Part of its identity: a different count sums in a
     different order and rounds differently, so it is fixed per run, never per pool."""
+    protocol: Protocol = field(default_factory=Protocol)
+    """The validation split the run holds out of its training data, and which epoch it
+    reports (:class:`~kdbench.spec.Protocol`)."""
+    evaluate_test: bool = True
+    """Whether the run reads the test split (once, at the end). ``False`` (tuning) seals it:
+    any use raises, and the result has no test metrics."""
+    metric: str = ""
+    """The metric that picks the reported epoch under ``protocol.epoch = "best"`` and whose
+    ``val.gain`` is reported; empty: the first of ``metrics``."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,15 @@ class Run:
 
 @dataclass
 class RunResult:
-    """What a run produced. ``metrics`` are the final test metrics; ``history`` has one
-    dict per epoch and phase (loss terms and test metrics)."""
+    """What a run produced.
+
+    ``metrics`` holds, for the reported epoch's weights (:class:`~kdbench.spec.Protocol`):
+    the test metrics under their plain names (``top1``: what the leaderboard ranks; absent
+    when the job does not evaluate the test split), ``val.<metric>`` on the validation
+    split, ``train.<metric>`` on the training split less the validation part (eval mode, no
+    augmentation), ``epoch`` (the reported epoch of the main training, 1-based) and
+    ``val.gain`` (:func:`kdbench.train.validation_gain`). ``history`` has one dict per epoch
+    and phase: loss terms and ``val.<metric>``; the test split never appears in it."""
 
     fingerprint: str
     status: Literal["finished", "failed"]

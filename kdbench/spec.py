@@ -24,11 +24,19 @@ methods with their hyperparameters, the seeds and the metric to rank by::
     epochs = 30
     lr = 0.01
 
+    [protocol]                 # optional; the defaults (see Protocol)
+    validation = 0.1           # held out of the training split, per class, for every run
+    validation_seed = 0
+    epoch = "last"             # or "best": the best validation epoch's weights are reported
+
     [methods.kd]               # a row of the leaderboard; keys are the method's params
     T = 4.0
     [methods.kd-T1]
     method = "kd"              # another row with the same method
     T = 1.0
+    [methods.kd-grid]
+    method = "kd"
+    T = [1, 2, 4, 8]           # a grid: rows kd-grid[T=1] ... kd-grid[T=8] (kdbench.grid)
 
 Every error names the file, the key and what is allowed, and comes before anything trains:
 types, each value's range (the recipe's here, a plugin's in its params dataclass, see
@@ -46,8 +54,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from kdbench import grid
 from kdbench.errors import KdbenchError, SpecError
-from kdbench.params import MAX_EPOCHS, as_dict, bounded, build, check, not_finite, short_repr, suggestion
+from kdbench.params import (
+    MAX_EPOCHS,
+    Around,
+    Choice,
+    Multiples,
+    as_dict,
+    bounded,
+    build,
+    check,
+    not_finite,
+    short_repr,
+    suggestion,
+)
 from kdbench.plugins import Plugins
 
 MAX_SEEDS = 100_000
@@ -62,12 +83,14 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 class Recipe:
     """How a network is trained."""
 
-    epochs: int = bounded(30, low=1, high=MAX_EPOCHS)
+    epochs: int = bounded(30, low=1, high=MAX_EPOCHS, search=Multiples((0.5, 1.0, 2.0)))
+    """Tuned (``kdbench tune``, the baseline's row) among half, the same and twice the file's;
+    every method row then trains with the tuned recipe, so budgets stay equal."""
     batch_size: int = bounded(100, low=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
-    lr: float = bounded(0.01, low=0, low_open=True)
+    lr: float = bounded(0.01, low=0, low_open=True, search=Around(10))
     momentum: float = bounded(0.9, low=0, high=1, high_open=True)
-    weight_decay: float = bounded(0.0, low=0)
+    weight_decay: float = bounded(0.0, low=0, search=Choice((0.0, 1e-5, 1e-4, 1e-3)))
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     milestones: tuple[int, ...] = ()
     """Epochs at which the ``step`` schedule multiplies the learning rate by ``gamma``:
@@ -78,6 +101,28 @@ class Recipe:
     FSP, AB's initialisation) come from: ``shared`` takes them out of ``epochs``, so every
     student of the leaderboard trains for as many epochs as the baseline and a method
     cannot win by training longer; ``extra`` runs them on top, as the papers did."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What the runs may look at, and which epoch they report (``[protocol]``).
+
+    A validation split is held out of the training split for every run (teacher, baseline
+    and methods alike): it is carved once, by ``validation_seed`` and never by a run's seed,
+    so every run trains on the same samples and is scored on the same held-out ones
+    (:func:`kdbench.data.validation_split`). Every choice is made on it: the per-epoch
+    curves, the reported epoch, tuning. The test split is read once per run, at the end,
+    on the reported epoch's weights, for the reported number.
+    """
+
+    validation: float = bounded(0.1, low=0, high=0.5, low_open=True)
+    """Fraction of the training split held out as the validation split, per class."""
+    validation_seed: int = bounded(0, low=0, high=2**32 - 1)
+    """Seed of the permutation that picks the validation samples."""
+    epoch: Literal["last", "best"] = "last"
+    """Which epoch's weights give the reported numbers: the last of the main training, or
+    the one with the best validation value of the benchmark's ranking metric (the later
+    epoch on a tie)."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +146,15 @@ class TeacherSpec:
 @dataclass(frozen=True)
 class MethodSpec:
     label: str
-    """The leaderboard row's name: the table's key in ``[methods]``."""
+    """The leaderboard row's name: the table's key in ``[methods]``, or ``kd[T=1]`` for a row
+    of a parameter grid (:mod:`kdbench.grid`)."""
     method: str
     params: dict[str, Any]
+    table: str = ""
+    """The ``[methods]`` table the row comes from ("": ``label``); ``--methods <table>`` picks
+    every row of a grid."""
+    grid: dict[str, Any] = field(default_factory=dict)
+    """The row's values of the table's grid keys (``{"T": 1.0}``); empty without a grid."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +174,12 @@ class Spec:
     family: int = 0
     """How many rows the benchmark file lists: the multiplicity correction's family, kept
     when ``--methods`` shows fewer (0: ``len(methods)``)."""
+    protocol: Protocol = Protocol()
+    """The ``[protocol]`` table: the validation split and the epoch rule."""
+    tuning: str = ""
+    """How the rows' settings were chosen, as the leaderboard states it: ``tuned, 20 trials
+    each on 2 seeds (validation)`` in a file ``kdbench tune`` wrote (:mod:`kdbench.tuning`);
+    empty: the file's own settings (paper defaults)."""
 
     def with_options(self, seeds: int | None = None, methods: list[str] | None = None) -> Spec:
         """This spec with ``--seeds N`` (seeds 0..N-1) and ``--methods a,b`` applied."""
@@ -138,18 +195,25 @@ class Spec:
             if twice is not None:
                 raise SpecError(f"--methods names {twice!r} twice; name each row once")
             rows = {m.label: m for m in spec.methods}
-            unknown = [name for name in methods if name not in rows]
+            picked = {name: [m for m in spec.methods if grid.selected(name, m.label, m.table or m.label)]
+                      for name in methods}
+            unknown = [name for name in methods if not picked[name]]
             if unknown:
                 raise SpecError(
                     f"--methods: {unknown[0]!r} is not a method of benchmark {spec.name!r}"
                     f"{suggestion(unknown[0], rows)}; its methods: {', '.join(rows) or 'none'}"
                 )
-            spec = replace(spec, methods=tuple(rows[name] for name in methods))
+            chosen = [m for name in methods for m in picked[name]]
+            twice = _repeated(m.label for m in chosen)
+            if twice is not None:
+                raise SpecError(f"--methods picks row {twice!r} twice (by its name and by its "
+                                "grid's); name each row once")
+            spec = replace(spec, methods=tuple(chosen))
         return spec
 
 
 TOP_KEYS = {"name", "description", "seeds", "metric", "metrics", "dataset", "teacher",
-            "student", "recipe", "methods", "executor"}
+            "student", "recipe", "methods", "executor", "protocol", "tuning"}
 TEACHER_KEYS = {"provider", "model", "seed", "recipe"}
 
 
@@ -250,6 +314,7 @@ def _parse(raw: dict[str, Any], path: Path, plugins: Plugins) -> Spec:
     student = _component(raw, "student", "students", plugins)
     recipe = check_recipe(build(Recipe, _table(raw, "recipe"), where="[recipe] "), "[recipe] ")
     teacher = _teacher(_table(raw, "teacher"), plugins)
+    protocol = build(Protocol, _table(raw, "protocol"), where="[protocol] ")
 
     methods = []
     for label, table in _table(raw, "methods").items():
@@ -259,8 +324,15 @@ def _parse(raw: dict[str, Any], path: Path, plugins: Plugins) -> Spec:
         values = dict(table)
         method = check(str, values.pop("method", label), f"[methods.{label}] method")
         entry = plugins.entry("methods", method, where=f"[methods.{label}] ")
-        params = entry.make_params(values, where=f"[methods.{label}] ")
-        methods.append(MethodSpec(label, method, as_dict(params)))
+        for point in grid.expand(label, values, entry.params, where=f"[methods.{label}] "):
+            if point.grid:
+                _label(point.label)
+            params = entry.make_params(point.values, where=f"[methods.{label}] ")
+            methods.append(MethodSpec(point.label, method, as_dict(params), label, point.grid))
+    twice = _repeated(m.label for m in methods)
+    if twice is not None:
+        raise SpecError(f"[methods] row {twice!r} is named twice (by a table and by a grid); "
+                        "rename the table")
 
     seeds = _seeds(raw.get("seeds", 5))
     metrics = tuple(check(list[str], raw.get("metrics", ["top1", "agreement"]), "metrics"))
@@ -280,7 +352,8 @@ def _parse(raw: dict[str, Any], path: Path, plugins: Plugins) -> Spec:
         description=check(str, raw.get("description", ""), "description"),
         dataset=dataset, teacher=teacher, student=student, recipe=recipe,
         methods=tuple(methods), seeds=seeds, metric=metric, metrics=metrics,
-        executor=executor,
+        executor=executor, protocol=protocol,
+        tuning=check(str, raw.get("tuning", ""), "tuning"),
     )
 
 

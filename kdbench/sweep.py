@@ -27,7 +27,7 @@ from kdbench.spec import Spec
 from kdbench.taps import shapes
 
 # Bump when a change to the training loop changes results, so old runs are not reused.
-RUN_FORMAT = "kdbench-run-1"
+RUN_FORMAT = "kdbench-run-2"
 
 
 @dataclass
@@ -57,11 +57,16 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
-def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu") -> Sweep:
+def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
+         evaluate_test: bool = True) -> Sweep:
     """Every run of ``spec``; raises :class:`Incompatible` for a method that cannot work.
 
+    ``evaluate_test=False`` (tuning) gives students runs that never read the test split
+    (:attr:`Job.evaluate_test`); the teacher run reads it either way, once.
+
     A run's fingerprint covers its inputs, the device and thread count it runs with (both
-    change the numbers), and the code of every part that produced it
+    change the numbers), the protocol (the validation split, the epoch rule and the metric
+    that applies it) and whether it reads the test split, and the code of every part that produced it
     (:mod:`kdbench.identity`): the dataset, the models, the teacher provider, the metrics,
     the method and kdbench's training loop. Its ``spec_fingerprint`` is the same without the
     code. A student's fingerprint includes its teacher's, so a retrained teacher retrains
@@ -83,15 +88,18 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu") -> 
     def job(role: str, method: str | None, params: dict, seed: int,
             ref: TeacherRef | None = None) -> Job:
         teacher_role = role == "teacher"
+        reads_test = evaluate_test or teacher_role
         return Job(role=role, method=method, method_params=params, seed=seed,
                    dataset=spec.dataset, model=t.model if teacher_role else spec.student,
                    recipe=t.recipe if teacher_role else spec.recipe, teacher=ref,
-                   metrics=spec.metrics, cache_dir=str(cache_dir), device=device)
+                   metrics=spec.metrics, cache_dir=str(cache_dir), device=device,
+                   protocol=spec.protocol, metric=spec.metric, evaluate_test=reads_test)
 
     def identify(job: Job, code_ids: dict[str, str], teacher: tuple[str, str] | None = None,
                  **parts: Any) -> tuple[str, str]:
         """``(fingerprint, spec fingerprint)`` of a run of ``job``."""
-        parts.update(metrics=spec.metrics, device=job.device, threads=job.threads)
+        parts.update(metrics=job.metrics, device=job.device, threads=job.threads,
+                     protocol=job.protocol, evaluate_test=job.evaluate_test, rank=job.metric)
         if teacher is None:
             return fingerprint(**parts, code=code_ids), fingerprint(**parts)
         return (fingerprint(**parts, code=code_ids, teacher=teacher[0]),

@@ -6,8 +6,13 @@ experiment's note); one parent run per sweep; one child run per
 ``kdbench.role``, ``kdbench.label``, ``kdbench.method``, ``kdbench.seed``,
 ``kdbench.fingerprint``, ``kdbench.spec_fingerprint`` (the same without the code) and
 ``kdbench.code.<part>`` (``"<distribution> <version> <source hash>"`` of the method,
-student, dataset, teacher, metrics and kdbench's training loop). A child run's start
-and end are those of its training in the worker, not of its logging. A run whose
+student, dataset, teacher, metrics and kdbench's training loop). Per-epoch metrics are
+the loss terms and ``val.<metric>`` (the validation split); the final ones, at the last
+step, are the test metrics under their plain names, ``train.<metric>``, ``epoch`` (the
+reported one), ``val.gain`` and ``reported.val.<metric>`` (the validation values at the
+reported epoch, which under ``epoch = "best"`` differ from the curve's last point). A
+child run's start and end are those of its training in the worker, not of its logging. A
+run whose
 fingerprint already FINISHED is reused. Only the driver process writes (SQLite has
 one writer).
 """
@@ -26,6 +31,8 @@ from kdbench.runs import Run, RunResult
 from kdbench.spec import Spec
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+REPORTED = "reported."
+"""Prefix of a final value whose key the history also logs per epoch (``val.top1``)."""
 TAG = "kdbench."
 NOTE = "mlflow.note.content"
 
@@ -93,6 +100,43 @@ class Tracker:
     def end_sweep(self, sweep_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(sweep_id, status)
 
+    # Runs that group others (``kdbench tune``: a row's tuning, a trial) -------------
+
+    def start_group(self, experiment_id: str, name: str, tags: dict[str, str],
+                    params: dict[str, Any] | None = None, parent: str | None = None) -> str:
+        """A RUNNING run named ``name`` (nested under ``parent``) that other runs nest under;
+        :meth:`end_sweep` ends it."""
+        from mlflow.entities import Param
+
+        tags = {**tags, **({"mlflow.parentRunId": parent} if parent else {})}
+        run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        if params:
+            self.client.log_batch(run_id, params=[Param(k, str(v)[:6000])
+                                                  for k, v in params.items()])
+        return run_id
+
+    def reopen(self, run_id: str, experiment_id: str) -> bool:
+        """Mark a run of ``experiment_id`` RUNNING again (a resumed tuning); ``False`` when
+        this store has no such run."""
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:
+            return False
+        if run.info.experiment_id != experiment_id or run.info.lifecycle_stage == "deleted":
+            return False
+        self.client.update_run(run_id, status="RUNNING")
+        return True
+
+    def log_values(self, run_id: str, metrics: dict[str, float],
+                   params: dict[str, Any] | None = None) -> None:
+        """Final metrics (step 0) and params of a run; a param logged again must keep its
+        value (MLflow's rule)."""
+        from mlflow.entities import Metric, Param
+
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()])
+
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.client.log_artifact(run_id, str(path))
 
@@ -125,6 +169,8 @@ class Tracker:
             **{f"dataset.{k}": v for k, v in job.dataset.params.items()},
             **({f"model.{k}": v for k, v in job.model.params.items()} if job.model else {}),
             **{f"recipe.{k}": v for k, v in job.recipe.__dict__.items()},
+            **{f"protocol.{k}": v for k, v in job.protocol.__dict__.items()},
+            "evaluate_test": job.evaluate_test,
             **{f"method.{k}": v for k, v in run.params.items()},
             "teacher": job.teacher.fingerprint if job.teacher else "",
             "device": job.device,
@@ -135,10 +181,13 @@ class Tracker:
             for key, value in row.items():
                 if key not in ("phase", "epoch") and isinstance(value, int | float):
                     metrics.append(Metric(prefix + key, float(value), 0, int(row["epoch"])))
-        # The final values, under their plain names, are what the leaderboard reads.
+        # The final values, under their plain names, are what the leaderboard reads. A key
+        # the history also has per epoch (val.top1) holds the last epoch's value there, which
+        # under the "best" epoch rule is not the reported one: that goes under reported.<key>.
         last = max((int(r["epoch"]) for r in result.history if r["phase"] == "train"), default=0)
-        metrics += [Metric(k, float(v), 0, last) for k, v in result.metrics.items()
-                    if not any(m.key == k and m.step == last for m in metrics)]
+        curves = {m.key for m in metrics}
+        metrics += [Metric(REPORTED + k if k in curves else k, float(v), 0, last)
+                    for k, v in result.metrics.items()]
         metrics.append(Metric("seconds", result.seconds, 0, 0))
         param_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, max(len(metrics), len(param_list)), 500):
@@ -165,7 +214,7 @@ class Tracker:
             for r in page:
                 fp = r.data.tags.get(TAG + "fingerprint")
                 if fp in fingerprints and fp not in found:
-                    values = {m: r.data.metrics[m] for m in metrics if m in r.data.metrics}
+                    values = _final(r.data.metrics, metrics)
                     checkpoint = None
                     found[fp] = RunResult(
                         fp, "finished", values, [], float(r.data.metrics.get("seconds", 0.0)),
@@ -207,6 +256,19 @@ class Tracker:
             return True
         except Exception:
             return False
+
+
+def _final(logged: dict[str, float], metrics: tuple[str, ...]) -> dict[str, float]:
+    """A finished run's final metrics as :class:`RunResult` holds them: the test metrics, their
+    ``val.`` and ``train.`` values at the reported epoch, ``epoch`` and ``val.gain``."""
+    keys = [*metrics, *(f"val.{m}" for m in metrics), *(f"train.{m}" for m in metrics),
+            "epoch", "val.gain"]
+    values = {}
+    for key in keys:
+        value = logged.get(REPORTED + key, logged.get(key))
+        if value is not None:
+            values[key] = value
+    return values
 
 
 def _ms(seconds: float) -> int | None:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from kdbench import contract
-from kdbench.data import Dataset, batches
+from kdbench.data import Dataset, batches, hold_out, seal_test
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.method import LossTerms, Method
 from kdbench.metrics import Metric
@@ -226,7 +226,7 @@ def _where(error: BaseException) -> str:
 
 def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     device = torch.device(job.device)
-    data = dataset(job.dataset, job.cache_dir, job.device)
+    data = prepared(job)
     metrics = {name: _metric(name) for name in job.metrics}
     method = make_method(job)
 
@@ -234,9 +234,12 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         entry = plugins().entry("teachers", job.teacher.provider)
         if not entry.factory.trains:
             teacher = load_teacher(job.teacher, data).to(device)
-            final = evaluate(teacher, data, metrics, None)
-            emit("eval", 1, 1, final)
-            return RunResult("", "finished", final, [{"phase": "eval", "epoch": 1, **final}],
+            val = _prefixed("val", evaluate([teacher], data.x_val, data.y_val, metrics))
+            emit("eval", 1, 1, val)
+            final = {**_test_metrics(job, data, metrics, teacher, None), **val,
+                     **_prefixed("train", evaluate([teacher], data.x_train, data.y_train,
+                                                   metrics))}
+            return RunResult("", "finished", final, [{"phase": "eval", "epoch": 1, **val}],
                              time.perf_counter() - start, _size(teacher))
 
     torch.manual_seed(job.seed)
@@ -268,14 +271,24 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     modules = [m for m in (student, extra, teacher if method.trains_teacher else None)
                if m is not None]
 
+    # The models scored: the student, and the teacher where a metric compares with it.
     compared = teacher is not None and any(m.needs_teacher for m in metrics.values())
-    # A frozen teacher's test logits never change: computing them every epoch cost as much
-    # as the student's training on the 2-D benchmark.
-    fixed = logits_on_test(teacher, data) if compared and not method.trains_teacher else None
+    scored = [student, teacher] if compared and teacher is not None else [student]
+    # A frozen teacher's validation logits never change: computing them every epoch cost as
+    # much as the student's training on the 2-D benchmark.
+    fixed = logits_on([teacher], data.x_val)[0] \
+        if compared and teacher is not None and not method.trains_teacher else None
 
-    def reference() -> Tensor | None:
-        """The teacher's test logits, for the metrics that compare with it."""
-        return fixed if fixed is not None or not compared else logits_on_test(teacher, data)
+    def on_validation() -> dict[str, float]:
+        """Every metric of the student on the validation split, in one pass over it."""
+        if fixed is not None:
+            return score(metrics, logits_on([student], data.x_val)[0], data.y_val, fixed)
+        return evaluate(scored, data.x_val, data.y_val, metrics)
+
+    rank = job.metric or (job.metrics[0] if job.metrics else "")
+    higher = metrics[rank].higher_is_better if rank in metrics else True
+    best = _Best(job.protocol.epoch == "best", higher,
+                 [student, *([teacher] if method.trains_teacher and teacher is not None else [])])
 
     generator = torch.Generator().manual_seed(job.seed)
     history: list[dict[str, Any]] = []
@@ -326,8 +339,10 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                 count += 1
             row = {f"loss.{k}": v / count for k, v in sums.items()}
             row["loss"] = sum(row.values())
-            row.update(evaluate(student, data, metrics, reference()))
+            row.update(_prefixed("val", on_validation()))
             history.append({"phase": phase, "epoch": epoch + 1, **row})
+            if phase == "train":
+                best.see(epoch + 1, row.get(f"val.{rank}", math.nan))
             emit(phase, epoch + 1, n_epochs, row)
 
     recipe = main_recipe(method, job.recipe)
@@ -343,8 +358,15 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     s_tapped.remove()
     if t_tapped is not None:
         t_tapped.remove()
-    final = {k: v for k, v in history[-1].items() if k in metrics} if history else \
-        evaluate(student, data, metrics, reference())
+    main = [row for row in history if row["phase"] == "train"]
+    reported = best.restore() or len(main)
+    val = {k: v for k, v in main[reported - 1].items() if k.startswith("val.")}
+    final = {**_test_metrics(job, data, metrics, student, teacher if compared else None), **val,
+             **_prefixed("train", evaluate(scored, data.x_train, data.y_train, metrics)),
+             "epoch": float(reported)}
+    gain = validation_gain([row.get(f"val.{rank}", math.nan) for row in main])
+    if gain is not None:
+        final["val.gain"] = gain
     checkpoint = None
     if job.role == "teacher" and job.teacher is not None and job.teacher.checkpoint:
         checkpoint = job.teacher.checkpoint
@@ -357,25 +379,113 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                      _size(student), checkpoint)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, metrics: dict[str, Metric],
-             teacher_logits: Tensor | None) -> dict[str, float]:
-    """Every metric of ``model`` on the test split; the metrics that compare with the
+@functools.cache
+def _held_out(name: str, params_json: str, cache_dir: str, fraction: float, seed: int
+              ) -> Dataset:
+    return hold_out(_dataset(name, params_json, cache_dir), fraction, seed)
+
+
+def prepared(job: Job) -> Dataset:
+    """The dataset a run of ``job`` sees: its validation split held out of the training split
+    (built once per process), on the job's device, and its test split sealed (any use
+    raises) unless the job evaluates it."""
+    p = job.protocol
+    data = _held_out(job.dataset.name, json.dumps(job.dataset.params, sort_keys=True),
+                     job.cache_dir, p.validation, p.validation_seed)
+    data = data if job.device == "cpu" else data.to(job.device)
+    return data if job.evaluate_test else seal_test(data)
+
+
+class _Best:
+    """The best epoch of the main training on the validation split, and a copy of the
+    weights it ended with (``epoch = "best"``; the later epoch wins a tie, having trained
+    longer). Under ``epoch = "last"`` it keeps nothing."""
+
+    def __init__(self, active: bool, higher: bool, models: list[nn.Module]) -> None:
+        self.active, self.higher, self.models = active, higher, models
+        self.epoch = 0
+        self.value = math.nan
+        self.states: list[dict[str, Tensor]] = []
+
+    def see(self, epoch: int, value: float) -> None:
+        if not self.active or math.isnan(value):
+            return
+        if not math.isnan(self.value) and (value < self.value if self.higher
+                                           else value > self.value):
+            return
+        self.epoch, self.value = epoch, value
+        self.states = [{k: v.detach().clone() for k, v in m.state_dict().items()}
+                       for m in self.models]
+
+    def restore(self) -> int:
+        """Load the best epoch's weights back; that epoch, or 0 when none was kept."""
+        for model, state in zip(self.models, self.states, strict=False):
+            model.load_state_dict(state)
+        return self.epoch
+
+
+def validation_gain(values: list[float]) -> float | None:
+    """How much the validation curve ``values`` (one per epoch of the main training) still
+    rose over its last quarter, in the metric's units: the mean of its last ``w`` epochs
+    minus the mean of the ``w`` epochs ending at epoch ``q = floor(0.75 E)`` (clamped to
+    1..E-1), with ``w = min(3, q, E - q)`` so that the two windows never overlap. For
+    E = 30: epochs 28-30 against 20-22. Positive: the metric was still growing. ``None``
+    for a single epoch or a curve with a nan in either window."""
+    n = len(values)
+    if n < 2:
+        return None
+    q = min(max(math.floor(0.75 * n), 1), n - 1)
+    w = min(3, q, n - q)
+    late, early = values[n - w:], values[q - w:q]
+    gain = sum(late) / w - sum(early) / w
+    return None if math.isnan(gain) else gain
+
+
+def _test_metrics(job: Job, data: Dataset, metrics: dict[str, Metric], model: nn.Module,
+                  teacher: nn.Module | None) -> dict[str, float]:
+    """The run's one reading of the test split (none unless ``job.evaluate_test``): every
+    metric of ``model``, comparing with ``teacher`` where given, in one pass over it."""
+    if not job.evaluate_test:
+        return {}
+    return evaluate([model, *([teacher] if teacher is not None else [])], data.x_test,
+                    data.y_test, metrics)
+
+
+def evaluate(models: list[nn.Module], x: Tensor, y: Tensor, metrics: dict[str, Metric]
+             ) -> dict[str, float]:
+    """Every metric of ``models[0]`` on inputs ``x`` with labels ``y``, comparing with the
+    teacher ``models[1]`` when there is one, in one pass over ``x``."""
+    logits = logits_on(models, x)
+    return score(metrics, logits[0], y, logits[1] if len(logits) > 1 else None)
+
+
+def score(metrics: dict[str, Metric], logits: Tensor, y: Tensor,
+          teacher_logits: Tensor | None) -> dict[str, float]:
+    """Every metric of ``logits`` against labels ``y``; the metrics that compare with the
     teacher (agreement) are left out when ``teacher_logits`` is None."""
-    logits = logits_on_test(model, data)
-    return {name: m(logits, data.y_test, teacher_logits) for name, m in metrics.items()
+    return {name: m(logits, y, teacher_logits) for name, m in metrics.items()
             if teacher_logits is not None or not m.needs_teacher}
 
 
 @torch.no_grad()
-def logits_on_test(model: nn.Module, data: Dataset, batch_size: int = 1024) -> Tensor:
-    """``model``'s logits on the test split, in eval mode (its mode is restored)."""
-    was = model.training
-    model.eval()
-    x = data.x_test
-    logits = torch.cat([model(x[i]).float() for i in batches(len(x), batch_size)])
-    model.train(was)
-    return logits
+def logits_on(models: list[nn.Module], x: Tensor, batch_size: int = 1024) -> list[Tensor]:
+    """Each model's logits on the inputs ``x``, in eval mode (modes are restored), from a
+    single pass over ``x``: the test split is read once for the student and its teacher."""
+    was = [m.training for m in models]
+    for m in models:
+        m.eval()
+    parts: list[list[Tensor]] = [[] for _ in models]
+    for i in batches(len(x), batch_size):
+        batch = x[i]
+        for part, m in zip(parts, models, strict=True):
+            part.append(m(batch).float())
+    for m, training in zip(models, was, strict=True):
+        m.train(training)
+    return [torch.cat(part) for part in parts]
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}.{k}": v for k, v in values.items()}
 
 
 def _metric(name: str) -> Metric:

@@ -88,7 +88,8 @@ def test_non_finite_before_any_update_is_a_bug_not_divergence(cache_dir: Path) -
 def test_a_term_that_turns_non_finite_names_its_step(cache_dir: Path) -> None:
     result = briefly("nan-late", {"step": 7}, cache=cache_dir)
     assert result.status == "failed"
-    # 480 training samples in batches of 100: the 7th batch is epoch 2, step 2.
+    # 432 training samples (480 less validation) in batches of 100: the 7th batch is
+    # epoch 2, step 2.
     assert result.error.startswith(
         f"{ORIGIN.format('nan-late')} gave non-finite loss term 'bad' = nan (finite: 'ce') in "
         "phase 'train', epoch 2 of 2, step 2 of 5: the network's outputs are finite, so the "
@@ -137,7 +138,7 @@ def test_divergence_says_so_and_names_the_step(planned) -> None:
     result = train.execute(job)
     assert result.status == "failed"
     assert result.error.startswith("the baseline gave non-finite loss term 'ce' = nan in phase "
-                                   "'train', epoch 1 of 2, step 2 of 10: training diverged at "
+                                   "'train', epoch 1 of 2, step 2 of 9: training diverged at "
                                    "epoch 1 (the network's outputs are non-finite too, after 1 "
                                    "updates); lower the learning rate or the method's loss "
                                    "weights")

@@ -39,7 +39,7 @@ def test_failed_runs_exit_1_with_the_board_written_and_the_reasons_printed(
     assert "its loss returned a scalar tensor (float32); expected a dict of named scalar " \
            "tensors" in failed["returns-tensor"]
     assert "non-finite loss term 'bad' = nan (finite: 'ce') in phase 'train', epoch 1 of 2, " \
-           "step 3 of 10" in failed["nan-late"]
+           "step 3 of 9" in failed["nan-late"]
     for label, error in failed.items():
         assert f"failed: {label} seed 0: {error}" in ran.stdout
         assert error in (out / "tiny.md").read_text()

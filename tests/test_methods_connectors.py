@@ -157,7 +157,7 @@ def test_ft_trains_its_paraphraser_then_the_student(cache_dir) -> None:
     assert result.status == "finished", result.error
     # the paraphraser stage leaves the student alone, and its epochs out of the budget
     assert [r["phase"] for r in result.history] == ["paraphraser"] * 2 + ["train"] * 3
-    assert result.history[0]["top1"] == result.history[1]["top1"]
+    assert result.history[0]["val.top1"] == result.history[1]["val.top1"]
     loss = phases(result.history)
     assert loss["paraphraser"][-1] < loss["paraphraser"][0]
     assert loss["train"][-1] < loss["train"][0]
@@ -346,7 +346,8 @@ def test_kdsvd_refuses_flat_stages_and_a_single_stage() -> None:
 
 
 def test_kdsvd_trains_briefly(cache_dir) -> None:
-    result = briefly("kdsvd", cache=cache_dir, epochs=3)
+    # 5 epochs: its term starts near 0 against random maps and grows for the first epochs
+    result = briefly("kdsvd", cache=cache_dir, epochs=5)
     assert result.status == "finished", result.error
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.history[-1]["loss.kdsvd"] > 0

@@ -60,8 +60,10 @@ def test_training_lowers_the_loss_and_logs_each_term(planned, teacher_ready) -> 
     assert [e[:3] for e in events] == [("train", i, 4) for i in range(1, 5)]
     first, last = result.history[0], result.history[-1]
     assert last["loss"] < first["loss"]
-    assert {"loss.ce", "loss.kd", "top1", "agreement"} <= set(last)
+    assert {"loss.ce", "loss.kd", "val.top1", "val.agreement"} <= set(last)
+    assert "top1" not in last  # the test split is read once, at the end
     assert 0.0 <= result.metrics["top1"] <= 1.0
+    assert result.metrics["val.top1"] == last["val.top1"] and result.metrics["epoch"] == 4
     student = train.build_model(job.model, train.dataset(job.dataset, job.cache_dir))
     assert result.student_parameters == sum(p.numel() for p in student.parameters())
 

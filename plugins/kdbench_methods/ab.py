@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
-from kdbench.params import MAX_EPOCHS, bounded
+from kdbench.params import MAX_EPOCHS, Around, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import CONVS, paired
 from kdbench_methods.kd import kd_loss
@@ -81,7 +81,7 @@ def connector(s: tuple[int, ...], t: tuple[int, ...]) -> nn.Sequential:
 class ABParams:
     mu: float = bounded(1.0, low=0)
     """Margin μ of the alternative loss."""
-    beta: float = bounded(3e-3, low=0)
+    beta: float = bounded(3e-3, low=0, search=Around(10))
     """Scale of the initialisation loss (the authors' CIFAR script: 3/1000)."""
     epochs: int = bounded(30, low=0, high=MAX_EPOCHS)
     """Epochs of the AB initialisation before the label training (the CRD benchmark's

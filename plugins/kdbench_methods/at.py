@@ -40,7 +40,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import match_sizes, require_maps
 
@@ -70,7 +70,7 @@ def at_loss(s_maps: list[Tensor], t_maps: list[Tensor], beta: float, p: float = 
 
 @dataclass(frozen=True)
 class ATParams:
-    beta: float = bounded(1000.0, low=0)
+    beta: float = bounded(1000.0, low=0, search=Around(10))
     """β, the weight of the attention term (10³ in the paper and the authors' code)."""
     p: float = bounded(2.0, low=0, low_open=True)
     """Exponent of the attention map mean_c |A_c|^p (the paper's choice for AT: 2)."""

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods.kd import kd_loss
 
@@ -54,7 +54,7 @@ def cc_loss(f_s: Tensor, f_t: Tensor, gamma: float, P: int) -> Tensor:
 
 @dataclass(frozen=True)
 class CCParams:
-    beta: float = bounded(100.0, low=0)
+    beta: float = bounded(100.0, low=0, search=Around(10))
     """Weight β of the correlation-congruence loss."""
     gamma: float = bounded(0.4, low=0, low_open=True)
     """γ of the Gaussian RBF kernel exp(−γ‖f_i − f_j‖²)."""

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -86,7 +86,7 @@ class CRDParams:
     """Temperature τ of the critic."""
     momentum: float = bounded(0.5, low=0, high=1)
     """Momentum m of the memory banks' update."""
-    beta: float = bounded(0.8, low=0)
+    beta: float = bounded(0.8, low=0, search=Around(10))
     """Weight β of the CRD term (the cross-entropy has weight 1)."""
     objective: Literal["nce", "softmax"] = "nce"
     """``nce``: the paper's NCE loss; ``softmax``: the (K+1)-way cross-entropy (InfoNCE)."""

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, LogUniform, bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -52,11 +52,11 @@ def dist_losses(z_s: Tensor, z_t: Tensor, tau: float) -> tuple[Tensor, Tensor]:
 
 @dataclass(frozen=True)
 class DISTParams:
-    beta: float = bounded(2.0, low=0)
+    beta: float = bounded(2.0, low=0, search=Around(10))
     """Weight β of the inter-class relation loss (CIFAR-100; ImageNet: 1)."""
-    gamma: float = bounded(2.0, low=0)
+    gamma: float = bounded(2.0, low=0, search=Around(10))
     """Weight γ of the intra-class relation loss (CIFAR-100; ImageNet: 1)."""
-    tau: float = bounded(4.0, low=0, low_open=True)
+    tau: float = bounded(4.0, low=0, low_open=True, search=LogUniform(1, 16))
     """Temperature τ of the softmax (CIFAR-100; ImageNet: 1)."""
     alpha: float = bounded(1.0, low=0)
     """Weight α of the cross-entropy on the labels."""

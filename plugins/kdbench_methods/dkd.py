@@ -36,7 +36,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import MAX_EPOCHS, bounded
+from kdbench.params import MAX_EPOCHS, Around, LogUniform, bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -70,11 +70,11 @@ def nckd_loss(z_s: Tensor, z_t: Tensor, y: Tensor, T: float) -> Tensor:
 
 @dataclass(frozen=True)
 class DKDParams:
-    alpha: float = bounded(1.0, low=0)
+    alpha: float = bounded(1.0, low=0, search=Around(10))
     """Weight α of the target-class term (TCKD)."""
-    beta: float = bounded(8.0, low=0)
+    beta: float = bounded(8.0, low=0, search=Around(10))
     """Weight β of the non-target-class term (NCKD); the paper's CIFAR-100 value."""
-    T: float = bounded(4.0, low=0, low_open=True)
+    T: float = bounded(4.0, low=0, low_open=True, search=LogUniform(1, 16))
     """Temperature of both distributions."""
     ce_weight: float = bounded(1.0, low=0)
     """Weight of the cross-entropy on the labels."""

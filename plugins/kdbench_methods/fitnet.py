@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
-from kdbench.params import MAX_EPOCHS, bounded
+from kdbench.params import MAX_EPOCHS, LogUniform, Uniform, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import connector, match_sizes
 from kdbench_methods.kd import kd_loss
@@ -66,9 +66,9 @@ class FitNetParams:
     """Epochs of the hint stage (the paper trains it to convergence)."""
     beta: float = bounded(100.0, low=0)
     """Weight of the hint in the one-stage variant (CRD: 100)."""
-    T: float = bounded(4.0, low=0, low_open=True)
+    T: float = bounded(4.0, low=0, low_open=True, search=LogUniform(1, 16))
     """KD temperature in stage 2."""
-    alpha: float = bounded(0.9, low=0, high=1)
+    alpha: float = bounded(0.9, low=0, high=1, search=Uniform(0, 1))
     """Weight of the KD term in stage 2; the label term gets 1 − α."""
     relu: bool = True
     """End the regressor with a ReLU, the hint layer's non-linearity for the usual taps."""

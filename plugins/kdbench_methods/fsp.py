@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
-from kdbench.params import MAX_EPOCHS, bounded
+from kdbench.params import MAX_EPOCHS, Around, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import connector, match_sizes, require_maps
 
@@ -75,7 +75,7 @@ def flow(maps: list[Tensor]) -> list[Tensor]:
 class FSPParams:
     fsp_epochs: int = bounded(5, low=0, high=MAX_EPOCHS)
     """Epochs of the FSP stage before the main (cross-entropy) training."""
-    lam: float = bounded(1.0, low=0)
+    lam: float = bounded(1.0, low=0, search=Around(10))
     """λ, the weight of every pair (the paper takes them all equal)."""
     pool: bool = True
     """Pool the larger map of a pair to the smaller size; False refuses pairs of unequal size."""

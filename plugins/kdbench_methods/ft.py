@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method, Stage
-from kdbench.params import MAX_EPOCHS, bounded
+from kdbench.params import MAX_EPOCHS, Around, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import CONVS, match_sizes
 
@@ -91,7 +91,7 @@ class Paraphraser(nn.Module):
 
 @dataclass(frozen=True)
 class FTParams:
-    beta: float = bounded(500.0, low=0)
+    beta: float = bounded(500.0, low=0, search=Around(10))
     """Weight β of the factor loss (authors' code; the CRD benchmark uses 200 with its own
     factor)."""
     rate: float = bounded(0.5, low=0, low_open=True)

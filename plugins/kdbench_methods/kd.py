@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import LogUniform, Uniform, bounded
 from kdbench.taps import Taps
 
 
@@ -34,9 +34,9 @@ def kd_loss(z_s: Tensor, z_t: Tensor, T: float) -> Tensor:
 
 @dataclass(frozen=True)
 class KDParams:
-    T: float = bounded(4.0, low=0, low_open=True)
+    T: float = bounded(4.0, low=0, low_open=True, search=LogUniform(1, 16))
     """Temperature that softens both distributions."""
-    alpha: float = bounded(0.9, low=0, high=1)
+    alpha: float = bounded(0.9, low=0, high=1, search=Uniform(0, 1))
     """Weight of the soft term; the hard (label) term gets 1 − α."""
 
 

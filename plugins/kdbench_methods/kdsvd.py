@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from kdbench.data import DataInfo
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import CONVS, paired
 
@@ -138,7 +138,7 @@ def as_matrices(f: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class KDSVDParams:
-    beta: float = bounded(1.0, low=0)
+    beta: float = bounded(1.0, low=0, search=Around(10))
     """Weight β of the distillation term."""
     k: int = bounded(1, low=1)
     """Singular vectors kept per stage (the authors' code: 1)."""

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import match_sizes
 
@@ -61,7 +61,7 @@ def nst_loss(F_s: Tensor, F_t: Tensor, d: int = 2, c: float = 0.0) -> Tensor:
 
 @dataclass(frozen=True)
 class NSTParams:
-    lam: float = bounded(50.0, low=0)
+    lam: float = bounded(50.0, low=0, search=Around(10))
     """λ, the weight of MMD² (the authors' code: 50; the paper's λ/2 form would say 100)."""
     stage: int = -1
     """Index of the stage whose selectivity is transferred (the paper: the last one)."""

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -51,7 +51,7 @@ def pkt_loss(f_s: Tensor, f_t: Tensor, eps: float = 1e-7) -> Tensor:
 
 @dataclass(frozen=True)
 class PKTParams:
-    weight: float = bounded(30000.0, low=0)
+    weight: float = bounded(30000.0, low=0, search=Around(10))
     """Weight of the PKT loss (CRD benchmark, batch size 64)."""
     eps: float = bounded(1e-7, low=0, low_open=True)
     """ε of the authors' code, in the normalisation and the logarithm."""

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -64,9 +64,9 @@ def rkd_angle_loss(e_s: Tensor, e_t: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class RKDParams:
-    lambda_d: float = bounded(25.0, low=0)
+    lambda_d: float = bounded(25.0, low=0, search=Around(10))
     """Weight λ_D of the distance-wise loss."""
-    lambda_a: float = bounded(50.0, low=0)
+    lambda_a: float = bounded(50.0, low=0, search=Around(10))
     """Weight λ_A of the angle-wise loss."""
     ce_weight: float = bounded(1.0, low=0)
     """Weight of the cross-entropy on the labels."""

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from kdbench.errors import Incompatible
 from kdbench.method import LossTerms, Method
-from kdbench.params import bounded
+from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 
 
@@ -46,7 +46,7 @@ def sp_loss(f_s: Tensor, f_t: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class SPParams:
-    gamma: float = bounded(3000.0, low=0)
+    gamma: float = bounded(3000.0, low=0, search=Around(10))
     """Weight γ of the similarity-preserving loss."""
     ce_weight: float = bounded(1.0, low=0)
     """Weight of the cross-entropy on the labels."""
