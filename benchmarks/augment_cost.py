@@ -34,10 +34,11 @@ def main(epochs: int = 5, repeats: int = 3) -> None:
         assert teacher.status == "finished", teacher.error
         jobs = {r.role: r.job for r in sweep.students()}
         crop = Component(spec.dataset.name, {**spec.dataset.params, "augment": "crop"})
+        plain = Component(spec.dataset.name, {**spec.dataset.params, "augment": "none"})
         seconds: dict[tuple[str, str], list[float]] = {}
         for _ in range(repeats):
             for role, job in jobs.items():
-                for setting, data in (("none", spec.dataset), ("crop", crop)):
+                for setting, data in (("none", plain), ("crop", crop)):
                     result = train.execute(replace(job, dataset=data, threads=1))
                     assert result.status == "finished", result.error
                     seconds.setdefault((role, setting), []).append(result.seconds)

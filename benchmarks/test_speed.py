@@ -1,9 +1,11 @@
 """Speed benchmarks (pytest-benchmark); run with ``tox -e bench``, never in the plain test run.
 
-Targets on a 2-core CPU machine: one student run of the default benchmark in a few seconds,
-the whole default sweep (teacher, baseline and 17 methods on 5 seeds) from an empty cache and
-store in under 10 minutes, and a second ``kdbench run`` that reuses every finished run in
-under 15 seconds.
+Targets on a 2-core CPU machine: one student run of the default benchmark in seconds, the
+whole default sweep (teacher, baseline and 18 rows on 5 seeds: 96 runs, a 16-channel student
+trained 120 epochs with random crops until its validation accuracy plateaus) from an empty
+cache and store in under 30 minutes, and a second ``kdbench run`` that reuses every finished
+run in under 15 seconds. The converged recipe is what costs: the old default (8 channels, 30
+epochs, no crops; an under-trained baseline) took about 6 minutes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from kdbench import train
 from kdbench.cli import default_cache, main
 from kdbench.spec import load
 
-DEFAULT_SWEEP_TARGET_S = 600
+DEFAULT_SWEEP_TARGET_S = 1800
 
 
 def test_one_kd_run_of_the_default_benchmark(benchmark) -> None:
@@ -28,7 +30,7 @@ def test_one_kd_run_of_the_default_benchmark(benchmark) -> None:
     teacher = sweep.teacher
     if not Path(teacher.job.teacher.checkpoint).is_file():
         assert train.execute(teacher.job).status == "finished"
-    kd = next(r for r in sweep.runs if r.label == "kd")
+    kd = next(r for r in sweep.runs if r.method == "kd")
     result = benchmark.pedantic(train.execute, args=(kd.job,), rounds=3, iterations=1)
     assert result.status == "finished"
 

@@ -1,4 +1,7 @@
-"""``kdbench run | tune | leaderboard | plugins | ui``: the command line.
+"""``kdbench run | tune | check-recipe | leaderboard | compare | plugins | ui``: the command line.
+
+Each command parses its flags, calls the module that does the work (``sweep``,
+``tuning``, ``convergence``, ``leaderboard``, ``ranking``) and prints.
 
 Every problem a user can fix is one line on stderr and exit code 2; ``--debug``
 shows the traceback instead.
@@ -28,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kdbench import __version__, leaderboard
+from kdbench import __version__, executors, leaderboard
 from kdbench.errors import KdbenchError
 from kdbench.plugins import Plugins
 from kdbench.progress import Progress
@@ -291,13 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep = sweeps.plan(spec, plugins, cache, device)
 
     executor_name = args.executor or spec.executor.name
-    entry = plugins.entry("executors", executor_name, where="--executor: ")
-    values = dict(spec.executor.params) if executor_name == spec.executor.name else {}
-    if args.workers is not None:
-        values["workers"] = args.workers
-    if device != "cpu":
-        values["workers"] = 1  # one process owns the GPU
-    executor = entry.factory(entry.make_params(values, where=f"executor {executor_name}: "))
+    executor = executors.configured(plugins, spec, args.executor, args.workers, device)
 
     experiment = tracker.experiment(spec)
     sweep_id = tracker.start_sweep(experiment, spec, {"fresh": args.fresh, "device": device,
@@ -306,13 +303,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = Session(plugins, spec, tracker, executor, experiment, sweep_id, cache, device,
                       fresh)
     options = _options(args, spec)
-    higher = _higher(plugins, spec)
+    higher = plugins.higher_is_better(spec.metric)
+
+    def train() -> tuple[Any, dict, leaderboard.Options]:
+        if args.until_decided:
+            return until_decided(session, args.max_seeds, options, higher)
+        return sweep, session.train(sweep), options
+
+    ui = "kdbench ui" + ("" if tracker.uri == "sqlite:///mlflow.db"
+                         else f" --tracking-uri {tracker.uri}")
+    return publish(session, sweep, train, higher, args, where=f"MLflow: {tracker.uri} ({ui})")
+
+
+def publish(session: Session, planned: Any, train: Any, higher: bool, args: argparse.Namespace,
+            where: str, extra: tuple[Path, ...] = ()) -> int:
+    """Train (``train() -> (sweep, results, options)``), then build, print and write the
+    board, log its files (and ``extra``) to the sweep's MLflow run and end it; the exit code.
+
+    The sweep's MLflow run ends KILLED on Ctrl-C and FAILED on an error, and with
+    ``--debug`` a failed teacher's worker traceback (from ``planned``, the sweep that
+    trains it) is printed before the error."""
+    tracker, sweep_id = session.tracker, session.sweep_id
     status = "FAILED"
     try:
-        if args.until_decided:
-            sweep, results, options = until_decided(session, args.max_seeds, options, higher)
-        else:
-            results = session.train(sweep)
+        sweep, results, options = train()
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -320,17 +334,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if status != "FINISHED":
             tracker.end_sweep(sweep_id, status)
-            if args.debug:  # the teacher's failure: its worker's traceback, not the driver's
-                _print_tracebacks(sweep.runs, sweep.results)
+            if args.debug:
+                _print_tracebacks(planned.runs, planned.results)
     board = leaderboard.build(sweep, results, higher_is_better=higher, options=options)
-    paths = leaderboard.write(board, args.out)
+    paths = [*leaderboard.write(board, args.out), *extra]
     for path in paths:
         tracker.log_artifact(sweep_id, path)
     tracker.end_sweep(sweep_id, "FINISHED")
     print(leaderboard.terminal(board))
-    ui = "kdbench ui" + ("" if tracker.uri == "sqlite:///mlflow.db"
-                         else f" --tracking-uri {tracker.uri}")
-    print(f"\nwrote {', '.join(str(p) for p in paths)}; MLflow: {tracker.uri} ({ui})")
+    print(f"\nwrote {', '.join(str(p) for p in paths)}; {where}")
     if args.debug:
         _print_tracebacks(sweep.runs, results)
     return _exit_code(board)
@@ -450,14 +462,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     tracker = Tracker(args.tracking_uri)
     settings = tuning.Settings(args.trials, seeds,
                                tuning.storage_url(args.tuning_storage, tracker.uri))
-    entry = plugins.entry("executors", spec.executor.name)
-    values = dict(spec.executor.params)
-    if args.workers is not None:
-        values["workers"] = args.workers
-    if device != "cpu":
-        values["workers"] = 1  # one process owns the GPU
-    executor = entry.factory(entry.make_params(values, where=f"executor {spec.executor.name}: "))
-    higher = _higher(plugins, spec)
+    executor = executors.configured(plugins, spec, workers=args.workers, device=device)
+    higher = plugins.higher_is_better(spec.metric)
 
     result = tuning.tune(spec, plugins, tracker, executor, settings, cache, device, higher,
                          report=lambda line: print(f"kdbench: {line}", file=sys.stderr),
@@ -475,28 +481,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                                        "tuning_storage": settings.storage})
     session = Session(plugins, tuned, tracker, executor, experiment, sweep_id, cache, device,
                       False)
-    status = "FAILED"
-    try:
-        results = session.train(sweep)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        if status != "FINISHED":
-            tracker.end_sweep(sweep_id, status)
-    board = leaderboard.build(sweep, results, higher_is_better=higher,
-                              options=_options(args, tuned))
-    paths = leaderboard.write(board, args.out)
-    for path in [*paths, toml]:
-        tracker.log_artifact(sweep_id, path)
-    tracker.end_sweep(sweep_id, "FINISHED")
-    print(leaderboard.terminal(board))
-    print(f"\nwrote {', '.join(str(p) for p in [*paths, toml])}; MLflow: {tracker.uri}; "
-          f"Optuna: {settings.storage}")
-    if args.debug:
-        _print_tracebacks(sweep.runs, results)
-    return _exit_code(board)
+    return publish(session, sweep, lambda: (sweep, session.train(sweep), _options(args, tuned)),
+                   higher, args, where=f"MLflow: {tracker.uri}; Optuna: {settings.storage}",
+                   extra=(toml,))
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -596,7 +583,7 @@ def stored_board(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path | N
     if not any(r.role != "teacher" and r.fingerprint in results for r in sweep.runs):
         raise KdbenchError(f"no finished runs of benchmark {spec.name!r} in {tracker.uri}: "
                            f"run `kdbench run {name}` first")
-    board = leaderboard.build(sweep, results, higher_is_better=_higher(plugins, spec),
+    board = leaderboard.build(sweep, results, higher_is_better=plugins.higher_is_better(spec.metric),
                               options=options or leaderboard.Options())
     return sweep, results, board
 
@@ -613,11 +600,6 @@ def _options(args: argparse.Namespace, spec: Spec) -> leaderboard.Options:
     return leaderboard.Options(correction=args.correction, family=family)
 
 
-def _higher(plugins: Plugins, spec: Spec) -> bool:
-    entry = plugins.entry("metrics", spec.metric)
-    return entry.factory(entry.make_params({})).higher_is_better
-
-
 def cmd_check_recipe(args: argparse.Namespace) -> int:
     """Exit code 0 whatever the verdict (it is printed); 1 when runs failed."""
     from kdbench import convergence
@@ -628,7 +610,7 @@ def cmd_check_recipe(args: argparse.Namespace) -> int:
     budgets = convergence.parse_budgets(args.budgets)
     device = _device(args.device)
     tracker = Tracker(args.tracking_uri)
-    executor = convergence.make_executor(plugins, spec, args.executor, args.workers, device)
+    executor = executors.configured(plugins, spec, args.executor, args.workers, device)
     options = convergence.Options(budgets, args.seeds, args.fresh, on_result=lambda run, result:
                                   print(convergence.line(run, result), file=sys.stderr))
     report = convergence.check(spec, plugins, tracker, executor, args.cache_dir or default_cache(),
@@ -664,8 +646,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "compare": cmd_compare,
-            "plugins": cmd_plugins, "check-recipe": cmd_check_recipe,
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "check-recipe": cmd_check_recipe,
+            "leaderboard": cmd_leaderboard, "compare": cmd_compare, "plugins": cmd_plugins,
             "ui": cmd_ui}
 
 

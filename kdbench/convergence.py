@@ -223,7 +223,7 @@ def check(spec: Spec, plugins: Plugins, tracker: Any, executor: Executor, cache_
     finally:
         tracker.end_sweep(parent, status)
     budgets = collect(spec, planned, results)
-    higher = _higher(plugins, spec)
+    higher = plugins.higher_is_better(spec.metric)
     gains, verdict, message, suggested = judge(budgets, higher)
     return Report(spec.name, spec.student.name, spec.metric, higher, spec.recipe.epochs,
                   budgets, gains, verdict, message, suggested, len(reused), len(todo))
@@ -331,22 +331,3 @@ def line(run: Run, result: RunResult) -> str:
         return f"{run.describe()}: FAILED: {result.error}"
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k.startswith("val."))
     return f"{run.describe()}: {shown} ({result.seconds:.1f} s)"
-
-
-def make_executor(plugins: Plugins, spec: Spec, name: str | None, workers: int | None,
-                  device: str) -> Executor:
-    """The executor ``kdbench run`` would use: ``name`` or the benchmark's, with ``workers``;
-    one worker on a GPU."""
-    executor_name = name or spec.executor.name
-    entry = plugins.entry("executors", executor_name, where="--executor: ")
-    values = dict(spec.executor.params) if executor_name == spec.executor.name else {}
-    if workers is not None:
-        values["workers"] = workers
-    if device != "cpu" and entry.params is not None and "workers" in entry.params.__dataclass_fields__:
-        values["workers"] = 1  # one process owns the GPU
-    return entry.factory(entry.make_params(values, where=f"executor {executor_name}: "))
-
-
-def _higher(plugins: Plugins, spec: Spec) -> bool:
-    entry = plugins.entry("metrics", spec.metric)
-    return entry.factory(entry.make_params({})).higher_is_better

@@ -15,11 +15,15 @@ import queue
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from kdbench.runs import Job, RunResult
+
+if TYPE_CHECKING:
+    from kdbench.plugins import Plugins
+    from kdbench.spec import Spec
 
 Progress = Callable[[int, str, int, int, dict[str, float]], None]
 """``progress(job_index, phase, epoch, epochs, metrics)``."""
@@ -29,6 +33,22 @@ class Executor(Protocol):
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
         """Execute ``jobs``; yield ``(index, result)`` in completion order."""
         ...
+
+
+def configured(plugins: Plugins, spec: Spec, name: str | None = None, workers: int | None = None,
+               device: str = "cpu") -> Executor:
+    """The executor a command uses: ``name`` (``--executor``) or the benchmark's ``[executor]``
+    with its parameters, ``workers`` (``--workers``) where it takes them, and one worker on a
+    GPU, which one process owns."""
+    executor_name = name or spec.executor.name
+    entry = plugins.entry("executors", executor_name, where="--executor: ")
+    values = dict(spec.executor.params) if executor_name == spec.executor.name else {}
+    takes_workers = entry.params is not None and "workers" in entry.params.__dataclass_fields__
+    if workers is not None:
+        values["workers"] = workers
+    if device != "cpu" and takes_workers:
+        values["workers"] = 1
+    return entry.factory(entry.make_params(values, where=f"executor {executor_name}: "))
 
 
 @dataclass(frozen=True)

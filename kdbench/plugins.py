@@ -188,6 +188,11 @@ class Plugins:
     def benchmarks(self) -> dict[str, Entry]:
         return self.table("benchmarks")
 
+    def higher_is_better(self, metric: str) -> bool:
+        """The direction of the registered metric ``metric``."""
+        entry = self.entry("metrics", metric)
+        return bool(entry.factory(entry.make_params({})).higher_is_better)
+
     def registered_by(self, plugin: str) -> dict[str, list[str]]:
         """What ``plugin`` registered, by kind."""
         out: dict[str, list[str]] = {}

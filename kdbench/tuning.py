@@ -306,6 +306,22 @@ class _Row:
             study.tell(stale.number, state=TrialState.FAIL)
             if MLFLOW_RUN in stale.user_attrs:
                 session.tracker.end_sweep(stale.user_attrs[MLFLOW_RUN], "KILLED")
+        # A kill between Optuna's record of a trial and MLflow's can leave a counted trial's
+        # MLflow run RUNNING: Optuna is the record, so its run is closed to agree with it.
+        ended = {TrialState.COMPLETE: "FINISHED", TrialState.FAIL: "FAILED"}
+        for trial in study.get_trials(deepcopy=False, states=tuple(ended)):
+            run_id = trial.user_attrs.get(MLFLOW_RUN)
+            if run_id and session.tracker.client.get_run(run_id).info.status == "RUNNING":
+                if trial.state == TrialState.COMPLETE:
+                    session.tracker.log_values(run_id, {"score": trial.value})
+                session.tracker.end_sweep(run_id, ended[trial.state])
+        # A kill between a trial run's creation and Optuna's note of it leaves a run that no
+        # trial names; nothing of this study is running now, so it was killed.
+        orphans = session.tracker.client.search_runs(
+            [session.experiment], f"tags.`kdbench.study` = '{name}' and "
+            "tags.`kdbench.role` = 'trial' and attributes.status = 'RUNNING'")
+        for run in orphans:
+            session.tracker.end_sweep(run.info.run_id, "KILLED")
         return study
 
     def counted(self) -> list[Any]:

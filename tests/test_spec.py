@@ -13,9 +13,10 @@ def test_the_builtin_benchmark_loads_by_name(plugins) -> None:
     assert spec.metric == "top1"
     assert spec.teacher.model.name == "cnn1d"
     assert spec.student.name == "cnn1d_small"
-    assert "kd" in [m.label for m in spec.methods]
-    kd = next(m for m in spec.methods if m.label == "kd")
-    assert kd.params == {"T": 4.0, "alpha": 0.9}
+    assert spec.student.params["channels"] == 16 and spec.dataset.params["augment"] == "crop"
+    kd = [m for m in spec.methods if m.table == "kd"]
+    assert [m.label for m in kd] == ["kd[T=1]", "kd[T=4]"]
+    assert [m.params for m in kd] == [{"T": 1.0, "alpha": 0.9}, {"T": 4.0, "alpha": 0.9}]
 
 
 def test_options_select_seeds_and_methods(tiny: Path, plugins) -> None:
