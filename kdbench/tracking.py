@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,48 +204,45 @@ class Tracker:
     def finished(self, experiment_id: str | None, fingerprints: set[str],
                  metrics: tuple[str, ...]) -> dict[str, RunResult]:
         """The latest FINISHED run for each fingerprint that has one, as results."""
-        if experiment_id is None:
-            return {}
         found: dict[str, RunResult] = {}
+        for r in self._finished_runs(experiment_id):
+            fp = r.data.tags.get(TAG + "fingerprint")
+            if fp in fingerprints and fp not in found:
+                found[fp] = RunResult(
+                    fp, "finished", _final(r.data.metrics, metrics), [],
+                    float(r.data.metrics.get("seconds", 0.0)),
+                    int(r.data.tags.get(TAG + "student_parameters", 0) or 0), None,
+                    run_id=r.info.run_id, reused=True)
+        return found
+
+    def _finished_runs(self, experiment_id: str | None) -> Iterator[Any]:
+        """Every FINISHED run of the experiment, newest first, page by page."""
+        if experiment_id is None:
+            return
         token = None
         while True:
             page = self.client.search_runs(
                 [experiment_id], filter_string="attributes.status = 'FINISHED'",
                 max_results=5000, order_by=["attributes.start_time DESC"], page_token=token)
-            for r in page:
-                fp = r.data.tags.get(TAG + "fingerprint")
-                if fp in fingerprints and fp not in found:
-                    values = _final(r.data.metrics, metrics)
-                    checkpoint = None
-                    found[fp] = RunResult(
-                        fp, "finished", values, [], float(r.data.metrics.get("seconds", 0.0)),
-                        int(r.data.tags.get(TAG + "student_parameters", 0) or 0), checkpoint,
-                        run_id=r.info.run_id, reused=True)
+            yield from page
             token = page.token
             if not token:
-                return found
+                return
 
     def previous_code(self, experiment_id: str | None, spec_fingerprints: set[str]
                       ) -> dict[str, dict[str, str]]:
         """The code tags (by part) of the latest FINISHED run of each spec fingerprint: what
         the code was when runs with the same inputs last finished."""
-        if experiment_id is None or not spec_fingerprints:
-            return {}
         found: dict[str, dict[str, str]] = {}
-        token = None
+        if not spec_fingerprints:
+            return found
         prefix = TAG + "code."
-        while True:
-            page = self.client.search_runs(
-                [experiment_id], filter_string="attributes.status = 'FINISHED'",
-                max_results=5000, order_by=["attributes.start_time DESC"], page_token=token)
-            for r in page:
-                spec_fp = r.data.tags.get(TAG + "spec_fingerprint")
-                if spec_fp in spec_fingerprints and spec_fp not in found:
-                    found[spec_fp] = {k[len(prefix):]: v for k, v in r.data.tags.items()
-                                      if k.startswith(prefix)}
-            token = page.token
-            if not token:
-                return found
+        for r in self._finished_runs(experiment_id):
+            spec_fp = r.data.tags.get(TAG + "spec_fingerprint")
+            if spec_fp in spec_fingerprints and spec_fp not in found:
+                found[spec_fp] = {k[len(prefix):]: v for k, v in r.data.tags.items()
+                                  if k.startswith(prefix)}
+        return found
 
     def restore_checkpoint(self, run_id: str, destination: Path) -> bool:
         """Download a teacher's checkpoint artifact to ``destination``; ``False`` if absent."""

@@ -304,6 +304,10 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         who = f"{method_name}: its loss" if phase == "train" else \
             f"{method_name}: the loss of its stage {phase!r}"
         n_batches = math.ceil(len(data.x_train) / job.recipe.batch_size)
+
+        def step_at(epoch: int, batch: int) -> contract.Step:
+            """Where the loop is, for an error message (built only when one is raised)."""
+            return contract.Step(phase, epoch + 1, n_epochs, batch + 1, n_batches, updates)
         for epoch in range(n_epochs):
             if on_epoch is not None:
                 on_epoch(epoch, n_epochs)
@@ -322,14 +326,14 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                     terms = contract.check_terms(loss_fn(s, t, y, idx), who)
                 total = sum(terms.values())
                 contract.check_total(total, terms, who)
-                step = contract.Step(phase, epoch + 1, n_epochs, batch + 1, n_batches, updates)
                 if not torch.isfinite(total):
                     raise contract.non_finite_loss(
-                        terms, method_name, step, [s, t if method.trains_teacher else None])
+                        terms, method_name, step_at(epoch, batch),
+                        [s, t if method.trains_teacher else None])
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 if not contract.finite_gradients(trainable):
-                    raise contract.non_finite_gradient(method_name, step)
+                    raise contract.non_finite_gradient(method_name, step_at(epoch, batch))
                 optimizer.step()
                 updates += 1
                 if schedule is not None:

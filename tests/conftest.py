@@ -69,6 +69,29 @@ def plugins() -> Plugins:
     return Plugins.load(strict=True)
 
 
+@pytest.fixture
+def planned(tiny: Path, plugins: Plugins, cache_dir: Path):
+    """The tiny benchmark's sweep, planned (nothing trained)."""
+    from kdbench import sweep as sweeps
+    from kdbench.spec import load
+
+    return sweeps.plan(load(str(tiny), plugins), plugins, cache_dir)
+
+
+@pytest.fixture
+def teacher_ready(planned) -> None:
+    """The planned sweep's teacher checkpoint exists (trained once per session)."""
+    from kdbench import train
+
+    if not Path(planned.teacher.job.teacher.checkpoint).is_file():
+        assert train.execute(planned.teacher.job).status == "finished"
+
+
+def run_of(planned, label: str, seed: int):
+    """The run of row ``label`` on ``seed`` in a planned sweep."""
+    return next(r for r in planned.runs if r.label == label and r.seed == seed)
+
+
 def briefly(method: str | None, params: dict | None = None, *, student: str = "cnn1d_small",
             teacher: str = "cnn1d", dataset: str = "mnist1d", dataset_params: dict | None = None,
             epochs: int = 2, cache: Path, teacher_epochs: int = 3, seed: int = 0):

@@ -118,18 +118,7 @@ def test_an_error_inside_torch_points_at_the_methods_line(cache_dir: Path) -> No
     assert "torch/nn/functional.py" in result.traceback
 
 
-@pytest.fixture
-def planned(tiny: Path, plugins, cache_dir: Path):
-    from kdbench import sweep as sweeps
-    from kdbench.spec import load
-
-    planned = sweeps.plan(load(str(tiny), plugins), plugins, cache_dir)
-    if not Path(planned.teacher.job.teacher.checkpoint).is_file():
-        assert train.execute(planned.teacher.job).status == "finished"
-    return planned
-
-
-def test_divergence_says_so_and_names_the_step(planned) -> None:
+def test_divergence_says_so_and_names_the_step(planned, teacher_ready) -> None:
     from kdbench.spec import Recipe
 
     baseline = next(r for r in planned.runs if r.role == "baseline")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_of
 
 from kdbench import leaderboard, train
 from kdbench import sweep as sweeps
@@ -17,22 +18,6 @@ from kdbench.errors import SpecError
 from kdbench.runs import RunResult
 from kdbench.spec import Protocol, Recipe, load
 from kdbench.tracking import Tracker
-
-
-@pytest.fixture
-def planned(tiny: Path, plugins, cache_dir: Path):
-    return sweeps.plan(load(str(tiny), plugins), plugins, cache_dir)
-
-
-@pytest.fixture
-def teacher_ready(planned) -> None:
-    ref = planned.teacher.job.teacher
-    if not Path(ref.checkpoint).is_file():
-        assert train.execute(planned.teacher.job).status == "finished"
-
-
-def _run(planned, label: str, seed: int):
-    return next(r for r in planned.runs if r.label == label and r.seed == seed)
 
 
 def _full(planned):
@@ -65,8 +50,8 @@ def test_the_validation_split_is_fixed_stratified_and_disjoint(planned) -> None:
 def test_every_run_trains_on_the_same_samples_without_the_validation_ones(planned) -> None:
     full = _full(planned)
     kept, held = validation_split(full.y_train, 0.1, 0)
-    jobs = [planned.teacher.job, _run(planned, "baseline", 0).job,
-            _run(planned, "baseline", 1).job, _run(planned, "kd", 1).job]
+    jobs = [planned.teacher.job, run_of(planned, "baseline", 0).job,
+            run_of(planned, "baseline", 1).job, run_of(planned, "kd", 1).job]
     for job in jobs:
         data = train.prepared(job)
         assert _same_rows(data.x_train, full.x_train[kept])
@@ -125,8 +110,8 @@ def reads(monkeypatch: pytest.MonkeyPatch, planned) -> list[int]:
     return passes
 
 
-def test_the_test_split_is_read_once_per_run(planned, teacher_ready, reads) -> None:
-    result = train.execute(replace(_run(planned, "kd", 0).job,
+def test_the_test_split_is_read_once_perrun_of(planned, teacher_ready, reads) -> None:
+    result = train.execute(replace(run_of(planned, "kd", 0).job,
                                    recipe=replace(planned.spec.recipe, epochs=3)))
     assert result.status == "finished", result.error
     assert reads == [2]  # one pass, scoring the student and (for agreement) its teacher
@@ -149,7 +134,7 @@ def test_the_test_split_is_read_once_per_run(planned, teacher_ready, reads) -> N
 
 def test_a_run_that_must_not_read_the_test_split_cannot(planned, teacher_ready, reads,
                                                         monkeypatch) -> None:
-    job = _run(planned, "kd", 0).job
+    job = run_of(planned, "kd", 0).job
     sealed = replace(job, evaluate_test=False)
     with pytest.raises(RuntimeError, match="the test split is not to be read here"):
         train.prepared(sealed).x_test[:10]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import run_of
 
 from kdbench import sweep as sweeps
 from kdbench import train
@@ -15,22 +16,6 @@ from kdbench.errors import Incompatible
 from kdbench.method import Method, Stage
 from kdbench.spec import Recipe, load
 from kdbench.taps import Tapped, shapes
-
-
-@pytest.fixture
-def planned(tiny: Path, plugins, cache_dir: Path):
-    return sweeps.plan(load(str(tiny), plugins), plugins, cache_dir)
-
-
-@pytest.fixture
-def teacher_ready(planned) -> None:
-    ref = planned.teacher.job.teacher
-    if not Path(ref.checkpoint).is_file():
-        assert train.execute(planned.teacher.job).status == "finished"
-
-
-def _run(planned, label: str, seed: int):
-    return next(r for r in planned.runs if r.label == label and r.seed == seed)
 
 
 def test_the_teacher_run_writes_a_loadable_checkpoint(planned, teacher_ready) -> None:
@@ -43,17 +28,17 @@ def test_the_teacher_run_writes_a_loadable_checkpoint(planned, teacher_ready) ->
 
 
 def test_same_job_same_result_and_the_seed_matters(planned, teacher_ready) -> None:
-    job0 = _run(planned, "kd", 0).job
+    job0 = run_of(planned, "kd", 0).job
     a, b = train.execute(job0), train.execute(job0)
     assert a.status == b.status == "finished", a.error
     assert a.metrics == b.metrics
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
-    c = train.execute(_run(planned, "kd", 1).job)
+    c = train.execute(run_of(planned, "kd", 1).job)
     assert [h["loss"] for h in c.history] != [h["loss"] for h in a.history]
 
 
 def test_training_lowers_the_loss_and_logs_each_term(planned, teacher_ready) -> None:
-    job = replace(_run(planned, "kd", 0).job, recipe=replace(planned.spec.recipe, epochs=4))
+    job = replace(run_of(planned, "kd", 0).job, recipe=replace(planned.spec.recipe, epochs=4))
     events = []
     result = train.execute(job, lambda *e: events.append(e))
     assert result.status == "finished", result.error
@@ -69,7 +54,7 @@ def test_training_lowers_the_loss_and_logs_each_term(planned, teacher_ready) -> 
 
 
 def test_a_diverging_run_fails_with_a_clear_reason(planned, teacher_ready) -> None:
-    job = replace(_run(planned, "baseline", 0).job,
+    job = replace(run_of(planned, "baseline", 0).job,
                   recipe=Recipe(epochs=2, lr=1e30, optimizer="sgd", schedule="constant"))
     result = train.execute(job)
     assert result.status == "failed"
@@ -128,7 +113,7 @@ def test_stages_that_train_the_student_share_its_epochs(planned, teacher_ready, 
     method = _WarmUp()
     monkeypatch.setattr(train, "make_method", lambda job: method)
     recipe = replace(planned.spec.recipe, epochs=3, stage_budget=budget)
-    result = train.execute(replace(_run(planned, "kd", 0).job, recipe=recipe))
+    result = train.execute(replace(run_of(planned, "kd", 0).job, recipe=recipe))
     assert result.status == "finished", result.error
     main = 2 if budget == "shared" else 3  # the student stage's one epoch is taken out of 3
     assert [h["phase"] for h in result.history] == ["student", "own", "own"] + ["train"] * main

@@ -126,6 +126,17 @@ def _trials(db: Path) -> list[tuple[str, int, str, str | None]]:
         return []
 
 
+def _running_with_a_run(db: Path) -> bool:
+    """Whether a RUNNING trial has noted its MLflow run (``kdbench.mlflow_run``)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return bool(con.execute(
+                "SELECT 1 FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+                "WHERE t.state = 'RUNNING' AND a.key = 'kdbench.mlflow_run'").fetchone())
+    except sqlite3.OperationalError:
+        return False
+
+
 def test_tune_resumes_after_sigkill(tiny: Path, tmp_path: Path) -> None:
     # Longer runs than the tiny default, so that the kill lands in the middle of a trial.
     tiny.write_text(tiny.read_text().replace("[recipe]\nepochs = 2", "[recipe]\nepochs = 8"))
@@ -138,8 +149,11 @@ def test_tune_resumes_after_sigkill(tiny: Path, tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and process.poll() is None:
+            # Kill once a trial is complete and another is running with its MLflow run opened
+            # (a kill before that leaves no MLflow run to close, and the assertions below
+            # count the interrupted trials' runs).
             states = [t[2] for t in _trials(db)]
-            if "COMPLETE" in states and "RUNNING" in states:
+            if "COMPLETE" in states and _running_with_a_run(db):
                 break
             time.sleep(0.05)
         assert process.poll() is None, "the tuning ended before it could be killed"
