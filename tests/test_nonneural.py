@@ -166,6 +166,8 @@ def test_unknown_estimator_parameters_are_refused_when_the_file_is_read(tmp_path
     with pytest.raises(KdbenchError, match=r"options\.pca.*n_component"):
         load(str(_bench(tmp_path, SKLEARN.format(n=8).replace("n_components", "n_component"))),
              plugins)
+    with pytest.raises(KdbenchError, match="provider 'sklearn' takes no `model`"):
+        load(str(_bench(tmp_path, 'model = "mlp"\n' + SKLEARN.format(n=8))), plugins)
 
 
 def test_feature_teachers_have_an_embedding_and_no_logits(tmp_path: Path, plugins,
