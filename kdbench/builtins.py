@@ -4,7 +4,7 @@ can use. Registered through the ``kdbench`` entry-point group like every other p
 from __future__ import annotations
 
 import kdbench
-from kdbench import executors, metrics, teacher
+from kdbench import executors, metrics, retrieval, teacher
 from kdbench.registry import Register
 
 
@@ -14,6 +14,16 @@ def kdbench_metrics(register: Register) -> None:
     register("top5", lambda _params: metrics.topk(metrics.TopKParams(5)),
              description="Top-5 accuracy: share of samples whose label is among the 5 highest logits.")
     register("agreement", metrics.agreement)
+    register("map", lambda _params: retrieval.mean_ap(retrieval.MAPParams()),
+             description="Retrieval mAP (11-point interpolated, PKT) of the embedding, cosine: "
+                         "the split's queries against the training split.")
+    register("map_l2", lambda _params: retrieval.mean_ap(retrieval.MAPParams("euclidean"),
+                                                         "map_l2"),
+             description="Retrieval mAP (11-point interpolated, PKT) of the embedding, Euclidean.")
+    for k in (10, 100):
+        register(f"prec{k}", lambda _params, k=k: retrieval.precision(retrieval.PrecisionParams(k)),
+                 description=f"Retrieval precision at {k} of the embedding, cosine: share of "
+                             f"the {k} nearest training samples with the query's label.")
 
 
 @kdbench.hookimpl

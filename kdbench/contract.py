@@ -134,9 +134,9 @@ def finite_gradients(parameters: Iterable[torch.nn.Parameter]) -> bool:
 def _finite(taps: Taps | None) -> bool:
     if taps is None:
         return True
-    tensors = [taps.logits, *([taps.embedding] if taps.embedding is not None else []),
-               *taps.stages]
-    return all(bool(t.isfinite().all()) for t in tensors if t.is_floating_point())
+    tensors = [taps.logits, taps.embedding, *taps.stages]
+    return all(bool(t.isfinite().all()) for t in tensors
+               if t is not None and t.is_floating_point())
 
 
 def _describe(value: Any) -> str:

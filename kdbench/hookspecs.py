@@ -85,9 +85,10 @@ def kdbench_students(register: Register) -> None:
 def kdbench_teachers(register: Register) -> None:
     """Register teacher providers.
 
-    ``factory(params, context) -> kdbench.teacher.Teacher``: a frozen model
-    with taps, obtained however the provider likes: trained by kdbench, loaded
-    from a checkpoint, a pretrained torchvision network, or any callable.
+    ``factory(params)``: a provider (:mod:`kdbench.teacher`) whose ``load`` gives a
+    frozen model with taps, obtained however the provider likes: trained by kdbench,
+    loaded from a checkpoint, a torchvision network from weights on disk, or fitted
+    by kdbench (:class:`kdbench.teacher.Fitted`: a scikit-learn estimator, PCA).
     """
 
 
@@ -103,7 +104,10 @@ def kdbench_metrics(register: Register) -> None:
     ``factory(params) -> kdbench.metrics.Metric``: a callable
     ``(student_logits, targets, teacher_logits) -> float`` over a whole split
     (the validation split after every epoch, the training and test splits once at
-    the end of a run), with ``higher_is_better``.
+    the end of a run), with ``higher_is_better``. A metric that reads the model's
+    embedding or retrieves from the training split declares ``needs`` (``embedding``,
+    ``database``) and gets a :class:`kdbench.metrics.Outputs` instead (retrieval mAP,
+    :mod:`kdbench.retrieval`).
     """
 
 

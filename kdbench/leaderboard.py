@@ -6,7 +6,8 @@ The JSON file is the machine-readable contract::
      "primary_test": str, "correction": str, "alpha": float,
      "family": int,   # comparisons the correction runs over
      "benchmark_family": int,   # rows of the benchmark file
-     "teacher": {"name": str, "value": float},
+     "teacher": {"name": str, "value": float,
+                 "kind": str},   # "cnn1d, trained by kdbench", "sklearn pca + ...", ...
      "protocol": {"validation": float,   # fraction of the training split held out
                   "validation_samples": int, "train_samples": int,   # null if unknown
                   "validation_seed": int, "epoch": "last" | "best",
@@ -111,7 +112,8 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
         "family": options.family if options.family is not None
         else max(spec.family, len(spec.methods)),
         "benchmark_family": max(spec.family, len(spec.methods)),
-        "teacher": {"name": _teacher_name(sweep), "value": _num(teacher_value)},
+        "teacher": {"name": _teacher_name(sweep), "value": _num(teacher_value),
+                    "kind": sweep.teacher_kind or _teacher_name(sweep)},
         "baseline": {"seeds": base_seeds, "values": base_values,
                      "mean": _num(base.mean if base else None),
                      "std": _num(base.std if base else None),
@@ -282,6 +284,7 @@ def terminal(board: dict[str, Any]) -> str:
             f"primary test {board['primary_test']}, {family_line(board)}, "
             f"α = {board['alpha']}"]
     text += [f"settings: {board['tuning']}"] if "tuning" in board else []
+    text += [f"teacher: {board['teacher']['kind']}"] if board["teacher"].get("kind") else []
     text += [line for line in [protocol_line(board)] if line]
     text += [f"warning: {w}" for w in board.get("warnings", [])]
     text += [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in lines)]
@@ -319,6 +322,8 @@ def markdown(board: dict[str, Any]) -> str:
              f"{family_line(board)}, α = {board['alpha']}.", ""]
     if "tuning" in board:
         lines += [f"Settings: {board['tuning']}.", ""]
+    if board["teacher"].get("kind"):
+        lines += [f"Teacher: {board['teacher']['kind']}.", ""]
     if protocol_line(board):
         lines += [protocol_line(board)[0].upper() + protocol_line(board)[1:] + ".", ""]
     lines += [f"**Warning:** {w}." for w in board.get("warnings", [])]
@@ -355,6 +360,8 @@ def html(board: dict[str, Any], figure_svg: str) -> str:
                      for f in board["failed"])
     protocol = "".join(f"<p>{escape(line)}</p>" for line in [protocol_line(board)] if line) + \
         (f"<p>Settings: {escape(board['tuning'])}.</p>" if "tuning" in board else "") + \
+        (f"<p>Teacher: {escape(board['teacher']['kind'])}.</p>"
+         if board["teacher"].get("kind") else "") + \
         "".join(f"<p><strong>Warning:</strong> {escape(w)}</p>" for w in board.get("warnings", []))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

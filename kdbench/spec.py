@@ -438,6 +438,9 @@ def _teacher(table: dict[str, Any], plugins: Plugins) -> TeacherSpec:
         if "model" in table else None
     own = {k: v for k, v in table.items() if k not in TEACHER_KEYS}
     params = as_dict(entry.make_params(own, where=f"[teacher] ({provider}) "))
+    if model is not None and not getattr(entry.factory, "needs_model", True):
+        raise SpecError(f"[teacher] provider {provider!r} takes no `model` (it makes its own "
+                        "teacher); remove the key")
     if getattr(entry.factory, "needs_model", False) and model is None:
         raise SpecError(f"[teacher] provider {provider!r} needs `model`, an architecture name; "
                         f"installed: {', '.join(sorted(plugins.students()))}")

@@ -24,7 +24,7 @@ from kdbench.executors import Executor
 from kdbench.plugins import Plugins
 from kdbench.runs import Job, Run, RunResult, TeacherRef
 from kdbench.spec import Spec
-from kdbench.taps import shapes
+from kdbench.taps import shapes, tap_points
 
 # Bump when a change to the training loop changes results, so old runs are not reused.
 RUN_FORMAT = "kdbench-run-2"
@@ -38,6 +38,8 @@ class Sweep:
     """Every run, the teacher first."""
     results: dict[str, RunResult] = field(default_factory=dict)
     """By fingerprint: reused and new results alike."""
+    teacher_kind: str = ""
+    """The teacher in words for the leaderboard (:func:`teacher_kind`)."""
 
     def students(self) -> list[Run]:
         return [r for r in self.runs if r.role != "teacher"]
@@ -112,7 +114,10 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                           seed=t.seed if provider.trains else None)
     teacher_fps = provider.fingerprint(full), provider.fingerprint(bare)
     teacher_fp = teacher_fps[0]
-    checkpoint = str(cache_dir / "teachers" / f"{teacher_fp}.pt") if provider.trains else None
+    # A teacher kdbench trains or fits is cached by its fingerprint, as the provider saves it.
+    fits = getattr(provider, "fits", False)
+    checkpoint = str(cache_dir / "teachers" / f"{teacher_fp}{getattr(provider, 'suffix', '.pt')}") \
+        if provider.trains or fits else None
     ref = TeacherRef(t.provider, t.model, t.params, teacher_fp, checkpoint)
 
     teacher = Run("teacher", "teacher", t.seed, teacher_fp, replace(teacher_job, teacher=ref),
@@ -125,7 +130,7 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                             seed=seed)
         runs.append(Run("baseline", "baseline", seed, fp, baseline, bare, student_code))
 
-    _check_methods(spec, plugins, cache_dir, ref)
+    _check_methods(spec, plugins, cache_dir, replace(teacher_job, teacher=ref))
     for row in spec.methods:
         method_code = {**student_code, "method": code("methods", row.method)}
         for seed in spec.seeds:
@@ -134,31 +139,79 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                                 method=row.method, params=row.params, dataset=spec.dataset,
                                 student=spec.student, recipe=spec.recipe, seed=seed)
             runs.append(Run("method", row.label, seed, fp, distil, bare, method_code))
-    return Sweep(spec, teacher, runs)
+    return Sweep(spec, teacher, runs, teacher_kind=teacher_kind(spec, plugins))
 
 
-def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, ref: TeacherRef) -> None:
-    """Let every method look at the tap shapes of both models before anything trains."""
+def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, teacher_job: Job) -> None:
+    """Let every method look at the tap shapes of both models before anything trains, and
+    refuse a method that reads a tap the teacher lacks (AT from a PCA teacher). A teacher
+    fitted by kdbench (scikit-learn, PCA) is fitted here, on the training split less
+    validation, and cached for its run; one loaded from elsewhere is loaded."""
     if not spec.methods:
         return
+    ref = teacher_job.teacher
     data = train.dataset(spec.dataset, str(cache_dir))
     sample = data.x_train[:2]
     student = shapes(train.build_model(spec.student, data), sample)
-    teacher = shapes(train.build_model(ref.model, data), sample) if ref.model else None
+    provider_entry = plugins.entry("teachers", ref.provider)
+    model = train.build_model(ref.model, data) if ref.model else None
+    if model is None and getattr(provider_entry.factory, "needs_data", False):
+        model = train.load_teacher(ref, train.prepared(replace(teacher_job, evaluate_test=False)))
+    teacher = shapes(model, sample) if model is not None else None
+    has = tap_points(model).available() if model is not None else frozenset()
+    kind = describe_teacher(spec, plugins)
     for row in spec.methods:
         entry = plugins.entry("methods", row.method)
         method = entry.factory(entry.make_params(row.params))
+        if method.trains_teacher and ref.model is None:
+            raise Incompatible(f"[methods.{row.label}] {row.method} trains a peer of the "
+                               f"teacher's architecture and teacher {kind} has none; remove "
+                               "the row or use a teacher with `model`")
+        lacking = sorted(method.teacher_taps() - has) if model is not None and \
+            not method.trains_teacher else []
+        if lacking:
+            raise Incompatible(f"[methods.{row.label}] {row.method} needs the teacher's "
+                               f"{' and '.join(repr(t) for t in lacking)} tap and teacher "
+                               f"{kind} has none (it has: {', '.join(sorted(has)) or 'none'}); "
+                               "remove the row or pick a teacher that has it")
         try:
             method.check(student, teacher)
         except Incompatible as error:
             raise Incompatible(f"[methods.{row.label}] {row.method} cannot run on student "
-                               f"{spec.student.name!r} and teacher "
-                               f"{ref.model.name if ref.model else ref.provider!r}: {error}; "
+                               f"{spec.student.name!r} and teacher {kind}: {error}; "
                                "remove it from the benchmark or pick other models") from None
         try:
             train.main_recipe(method, spec.recipe)
         except Incompatible as error:
             raise Incompatible(f"[methods.{row.label}] {row.method}: {error}") from None
+
+
+def describe_teacher(spec: Spec, plugins: Plugins) -> str:
+    """The teacher in words: ``'cnn1d'`` (trained by kdbench), or what its provider says it is
+    (``sklearn Pipeline(PCA(n_components=16), LogisticRegression())``)."""
+    t = spec.teacher
+    entry = plugins.entry("teachers", t.provider)
+    provider = entry.factory(entry.make_params(t.params))
+    describe = getattr(provider, "describe", None)
+    if describe is not None:
+        return describe()
+    return repr(t.model.name) if t.model is not None else repr(t.provider)
+
+
+def teacher_kind(spec: Spec, plugins: Plugins) -> str:
+    """What kind of teacher the board's teacher row is: ``cnn1d, trained by kdbench``,
+    ``cnn1d from checkpoint teacher.pt``, or what its provider says (``sklearn pca +
+    logistic_regression``, ``features HOG (2×2 cells, 9 bins)``)."""
+    t = spec.teacher
+    entry = plugins.entry("teachers", t.provider)
+    provider = entry.factory(entry.make_params(t.params))
+    if getattr(provider, "describe", None) is not None:
+        return provider.describe()
+    name = t.model.name if t.model is not None else t.provider
+    if provider.trains:
+        return f"{name}, trained by kdbench"
+    path = t.params.get("path")
+    return f"{name} from {t.provider} {Path(path).name}" if path else f"{name} ({t.provider})"
 
 
 def retrain_reasons(runs: list[Run], previous: dict[str, dict[str, str]]) -> list[str]:

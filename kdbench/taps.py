@@ -23,15 +23,23 @@ TAP_NAMES = ("logits", "embedding", "stages")
 class TapPoints:
     """Where a model's taps are: dotted module names as in ``model.named_modules()``."""
 
-    embedding: str
+    embedding: str | None
     stages: tuple[str, ...] = ()
+    logits: bool = True
+    """Whether the model's forward returns logits (a fixed feature extractor's does not)."""
+
+    def available(self) -> frozenset[str]:
+        """The taps the model has."""
+        return frozenset(name for name, has in (("logits", self.logits),
+                                                ("embedding", self.embedding is not None),
+                                                ("stages", bool(self.stages))) if has)
 
 
 @dataclass
 class Taps:
-    """The taps of one forward pass. Absent taps are ``None``."""
+    """The taps of one forward pass. Absent taps are ``None`` (no stages: an empty list)."""
 
-    logits: Tensor
+    logits: Tensor | None
     embedding: Tensor | None = None
     stages: list[Tensor] = field(default_factory=list)
 
@@ -40,7 +48,7 @@ class Taps:
 class TapShapes:
     """Per-sample shapes of a model's taps (the batch dimension left out)."""
 
-    logits: tuple[int, ...]
+    logits: tuple[int, ...] | None
     embedding: tuple[int, ...] | None
     stages: tuple[tuple[int, ...], ...]
 
@@ -63,6 +71,11 @@ class Tapped(nn.Module):
         self._seen: dict[str, Tensor] = {}
         points = tap_points(model)
         modules = dict(model.named_modules())
+        # No stages is an empty list, as it always was; a missing tensor tap cannot be faked.
+        missing = (self.needs - {"stages"}) - points.available()
+        if missing:
+            raise PluginError(f"{type(model).__name__} has no {' or '.join(sorted(missing))} "
+                              "tap")
         wanted: list[str] = []
         if "embedding" in self.needs:
             wanted.append(points.embedding)
@@ -86,7 +99,7 @@ class Tapped(nn.Module):
     def forward(self, x: Tensor) -> Taps:
         self._seen = {}
         logits = self.model(x)
-        taps = Taps(logits=logits)
+        taps = Taps(logits=logits if self._points.logits else None)
         if "embedding" in self.needs:
             taps.embedding = self._seen[self._points.embedding].flatten(1)
         if "stages" in self.needs:
@@ -116,14 +129,14 @@ def shapes(model: nn.Module, sample: Tensor) -> TapShapes:
     """The shapes of every tap of ``model`` on a batch like ``sample``."""
     was_training = model.training
     model.eval()
-    tapped = Tapped(model, frozenset(TAP_NAMES))
+    tapped = Tapped(model, tap_points(model).available())
     try:
         taps = tapped(sample[:2])
     finally:
         tapped.remove()
         model.train(was_training)
     return TapShapes(
-        logits=tuple(taps.logits.shape[1:]),
+        logits=tuple(taps.logits.shape[1:]) if taps.logits is not None else None,
         embedding=tuple(taps.embedding.shape[1:]) if taps.embedding is not None else None,
         stages=tuple(tuple(s.shape[1:]) for s in taps.stages),
     )

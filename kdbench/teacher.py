@@ -1,4 +1,4 @@
-"""Teachers: trained once by kdbench, or loaded from a checkpoint, then frozen.
+"""Teachers: trained once by kdbench, fitted by it, or loaded from elsewhere, then frozen.
 
 A teacher provider is registered under ``kdbench_teachers`` as a class with a
 ``Params`` dataclass and:
@@ -15,14 +15,31 @@ A teacher provider is registered under ``kdbench_teachers`` as a class with a
 ``load(model, checkpoint) -> nn.Module``
     The teacher, given the freshly built architecture (or ``None``) and the
     checkpoint kdbench wrote for a trained teacher.
+
+Optional:
+
+``needs_data``
+    ``load(model, checkpoint, data)`` also gets the dataset as a run sees it (the
+    training split less validation): to fit on it, or to size a network by it.
+``fits``
+    kdbench fits the teacher itself (a :class:`Fitted` provider): the fit is cached
+    at ``checkpoint`` (named by the teacher's fingerprint, with the provider's
+    ``suffix``), made at planning time and logged with the teacher run.
+``describe() -> str``
+    The teacher in words, for messages and the leaderboard.
+
+The returned module carries ``taps`` (:class:`kdbench.taps.TapPoints`) like any
+model; a teacher that is not a network may lack logits or an embedding, and a
+method that reads a missing tap is refused at planning time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -109,3 +126,54 @@ class Checkpoint:
     def load(self, model: nn.Module | None, checkpoint: Path | None) -> nn.Module:
         assert model is not None
         return load_state(self.path, model)
+
+
+class Fitted:
+    """A teacher that kdbench fits on the training split (less validation), deterministically,
+    and caches by fingerprint like a trained one (a scikit-learn estimator, PCA, ...).
+
+    A subclass sets ``Params`` and implements :meth:`fit`, :meth:`save`, :meth:`restore`
+    and :meth:`describe`; ``versions`` names the libraries whose version can change a fit
+    (they join the fingerprint, beside the parameters and the provider's code).
+    """
+
+    trains: ClassVar[bool] = False
+    fits: ClassVar[bool] = True
+    needs_data: ClassVar[bool] = True
+    needs_model: ClassVar[bool] = False
+    suffix: ClassVar[str] = ".pt"
+    versions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    def fingerprint(self, spec_fingerprint: str) -> str:
+        from importlib.metadata import version
+
+        libraries = ",".join(f"{name}={version(name)}" for name in self.versions)
+        return hashlib.sha256(f"{spec_fingerprint}:{libraries}".encode()).hexdigest()
+
+    def load(self, model: nn.Module | None, checkpoint: Path | None, data: Any) -> nn.Module:
+        """The fitted teacher: read from ``checkpoint`` when a run already fitted it, else
+        fitted on ``data``'s training split and written there (atomically)."""
+        if checkpoint is not None and checkpoint.is_file():
+            return self.restore(checkpoint, data)
+        fitted = self.fit(data)
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            tmp = checkpoint.with_name(f"{checkpoint.name}.{os.getpid()}.tmp")
+            self.save(fitted, tmp)
+            tmp.replace(checkpoint)
+        return fitted
+
+    def fit(self, data: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def save(self, teacher: nn.Module, path: Path) -> None:
+        raise NotImplementedError
+
+    def restore(self, path: Path, data: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__

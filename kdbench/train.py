@@ -26,11 +26,11 @@ from kdbench import contract
 from kdbench.data import Dataset, batches, hold_out, seal_test
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.method import LossTerms, Method
-from kdbench.metrics import Metric
+from kdbench.metrics import Database, Metric, Outputs, needs_of
 from kdbench.plugins import Plugins
 from kdbench.runs import Job, RunResult, TeacherRef
 from kdbench.spec import Component, Recipe
-from kdbench.taps import Tapped, Taps, shapes
+from kdbench.taps import Tapped, Taps, shapes, tap_points
 from kdbench.teacher import freeze
 
 Emit = Callable[[str, int, int, dict[str, float]], None]
@@ -64,11 +64,15 @@ def build_model(component: Component, data: Dataset) -> nn.Module:
 
 
 def load_teacher(ref: TeacherRef, data: Dataset) -> nn.Module:
-    """The frozen teacher of ``ref``."""
+    """The frozen teacher of ``ref``. A provider that ``needs_data`` (one fitted on the
+    training split, or sized by the dataset) gets ``data``: the training split less
+    validation."""
     entry = plugins().entry("teachers", ref.provider)
     provider = entry.factory(entry.make_params(ref.params))
     model = build_model(ref.model, data) if ref.model is not None else None
     checkpoint = Path(ref.checkpoint) if ref.checkpoint else None
+    if getattr(provider, "needs_data", False):
+        return freeze(provider.load(model, checkpoint, data))
     return freeze(provider.load(model, checkpoint))
 
 
@@ -145,7 +149,7 @@ class TeacherTaps:
                 return
             parts = [tapped(data.x_train[i]) for i in batches(len(data.x_train), 4 * batch_size)]
         self.cache = Taps(
-            logits=torch.cat([p.logits for p in parts]),
+            logits=torch.cat([p.logits for p in parts]) if first.logits is not None else None,
             embedding=torch.cat([p.embedding for p in parts]) if first.embedding is not None
             else None,
             stages=[torch.cat([p.stages[k] for p in parts]) for k in range(len(first.stages))],
@@ -156,7 +160,8 @@ class TeacherTaps:
             return None
         if self.cache is not None:
             c = self.cache
-            return Taps(c.logits[idx], c.embedding[idx] if c.embedding is not None else None,
+            return Taps(c.logits[idx] if c.logits is not None else None,
+                        c.embedding[idx] if c.embedding is not None else None,
                         [s[idx] for s in c.stages])
         if self.frozen:
             with torch.no_grad():
@@ -165,8 +170,7 @@ class TeacherTaps:
 
 
 def _flat(taps: Taps) -> list[Tensor]:
-    return [taps.logits, *([taps.embedding] if taps.embedding is not None else []),
-            *taps.stages]
+    return [t for t in (taps.logits, taps.embedding, *taps.stages) if t is not None]
 
 
 def _stamped(execute: Callable[..., RunResult]) -> Callable[..., RunResult]:
@@ -234,13 +238,16 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         entry = plugins().entry("teachers", job.teacher.provider)
         if not entry.factory.trains:
             teacher = load_teacher(job.teacher, data).to(device)
-            val = _prefixed("val", evaluate([teacher], data.x_val, data.y_val, metrics))
+            val = _prefixed("val", evaluate([teacher], data.x_val, data.y_val, metrics,
+                                            _database(data)))
             emit("eval", 1, 1, val)
             final = {**_test_metrics(job, data, metrics, teacher, None), **val,
                      **_prefixed("train", evaluate([teacher], data.x_train, data.y_train,
                                                    metrics))}
+            # A teacher kdbench fitted (scikit-learn, PCA) keeps its fit as the checkpoint.
+            fitted = job.teacher.checkpoint if getattr(entry.factory, "fits", False) else None
             return RunResult("", "finished", final, [{"phase": "eval", "epoch": 1, **val}],
-                             time.perf_counter() - start, _size(teacher))
+                             time.perf_counter() - start, _size(teacher), fitted)
 
     torch.manual_seed(job.seed)
     student = build_model(job.model, data).to(device)
@@ -272,18 +279,21 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                if m is not None]
 
     # The models scored: the student, and the teacher where a metric compares with it.
-    compared = teacher is not None and any(m.needs_teacher for m in metrics.values())
+    compared = teacher is not None and any(m.needs_teacher for m in metrics.values()) \
+        and "logits" in tap_points(teacher).available()
     scored = [student, teacher] if compared and teacher is not None else [student]
     # A frozen teacher's validation logits never change: computing them every epoch cost as
     # much as the student's training on the 2-D benchmark.
-    fixed = logits_on([teacher], data.x_val)[0] \
+    fixed = outputs_on([teacher], data.x_val, frozenset({"logits"}))[0].logits \
         if compared and teacher is not None and not method.trains_teacher else None
 
     def on_validation() -> dict[str, float]:
-        """Every metric of the student on the validation split, in one pass over it."""
+        """Every metric of the student on the validation split (queries against the training
+        split for retrieval), in one pass over it."""
         if fixed is not None:
-            return score(metrics, logits_on([student], data.x_val)[0], data.y_val, fixed)
-        return evaluate(scored, data.x_val, data.y_val, metrics)
+            taps = outputs_on([student], data.x_val, _taps_for(metrics))[0]
+            return score(metrics, taps, data.y_val, fixed, database(student, data, metrics))
+        return evaluate(scored, data.x_val, data.y_val, metrics, _database(data))
 
     rank = job.metric or (job.metrics[0] if job.metrics else "")
     higher = metrics[rank].higher_is_better if rank in metrics else True
@@ -452,40 +462,78 @@ def _test_metrics(job: Job, data: Dataset, metrics: dict[str, Metric], model: nn
     if not job.evaluate_test:
         return {}
     return evaluate([model, *([teacher] if teacher is not None else [])], data.x_test,
-                    data.y_test, metrics)
+                    data.y_test, metrics, _database(data))
 
 
-def evaluate(models: list[nn.Module], x: Tensor, y: Tensor, metrics: dict[str, Metric]
-             ) -> dict[str, float]:
+def _database(data: Dataset) -> tuple[Tensor, Tensor]:
+    """The retrieval database's inputs and labels: the training split less validation."""
+    return data.x_train, data.y_train
+
+
+def _taps_for(metrics: dict[str, Metric]) -> frozenset[str]:
+    needs = needs_of(metrics.values())
+    return frozenset({"logits", *(["embedding"] if needs & {"embedding", "database"} else [])})
+
+
+def database(model: nn.Module, data: Dataset, metrics: dict[str, Metric]) -> Database | None:
+    """``model``'s embeddings of the training split (less validation) with their labels, when a
+    metric retrieves from them and the model has an embedding; else ``None``."""
+    if "database" not in needs_of(metrics.values()) or \
+            "embedding" not in tap_points(model).available():
+        return None
+    return Database(outputs_on([model], data.x_train, frozenset({"embedding"}))[0].embedding,
+                    data.y_train)
+
+
+def evaluate(models: list[nn.Module], x: Tensor, y: Tensor, metrics: dict[str, Metric],
+             database: tuple[Tensor, Tensor] | None = None) -> dict[str, float]:
     """Every metric of ``models[0]`` on inputs ``x`` with labels ``y``, comparing with the
-    teacher ``models[1]`` when there is one, in one pass over ``x``."""
-    logits = logits_on(models, x)
-    return score(metrics, logits[0], y, logits[1] if len(logits) > 1 else None)
+    teacher ``models[1]`` when there is one, in one pass over ``x``. Retrieval metrics query
+    ``database`` (inputs and labels of the training split); without one they are left out."""
+    outputs = outputs_on(models, x, _taps_for(metrics))
+    db = None
+    if database is not None and "database" in needs_of(metrics.values()) and \
+            outputs[0].embedding is not None:
+        db = Database(outputs_on(models[:1], database[0], frozenset({"embedding"}))[0].embedding,
+                      database[1])
+    return score(metrics, outputs[0], y, outputs[1].logits if len(outputs) > 1 else None, db)
 
 
-def score(metrics: dict[str, Metric], logits: Tensor, y: Tensor,
-          teacher_logits: Tensor | None) -> dict[str, float]:
-    """Every metric of ``logits`` against labels ``y``; the metrics that compare with the
-    teacher (agreement) are left out when ``teacher_logits`` is None."""
-    return {name: m(logits, y, teacher_logits) for name, m in metrics.items()
-            if teacher_logits is not None or not m.needs_teacher}
+def score(metrics: dict[str, Metric], taps: Taps, y: Tensor, teacher_logits: Tensor | None,
+          database: Database | None = None) -> dict[str, float]:
+    """Every metric of a model's ``taps`` against labels ``y``. A metric whose inputs are
+    missing is left out: agreement without ``teacher_logits``, top-1 of a model with no
+    logits, retrieval without an embedding or a ``database``."""
+    outputs = Outputs(y, taps.logits, teacher_logits, taps.embedding, database)
+    return {name: m.score(outputs) for name, m in metrics.items() if m.applies(outputs)}
 
 
 @torch.no_grad()
-def logits_on(models: list[nn.Module], x: Tensor, batch_size: int = 1024) -> list[Tensor]:
-    """Each model's logits on the inputs ``x``, in eval mode (modes are restored), from a
-    single pass over ``x``: the test split is read once for the student and its teacher."""
+def outputs_on(models: list[nn.Module], x: Tensor, wanted: frozenset[str],
+               batch_size: int = 1024) -> list[Taps]:
+    """Each model's logits and embedding (those of ``wanted`` that it has) on the inputs
+    ``x``, in float32 and eval mode (modes are restored), from a single pass over ``x``: the
+    test split is read once for the student and its teacher."""
     was = [m.training for m in models]
+    tapped = [Tapped(m, wanted & tap_points(m).available()) for m in models]
     for m in models:
         m.eval()
-    parts: list[list[Tensor]] = [[] for _ in models]
-    for i in batches(len(x), batch_size):
-        batch = x[i]
-        for part, m in zip(parts, models, strict=True):
-            part.append(m(batch).float())
-    for m, training in zip(models, was, strict=True):
-        m.train(training)
-    return [torch.cat(part) for part in parts]
+    parts: list[list[Taps]] = [[] for _ in models]
+    try:
+        for i in batches(len(x), batch_size):
+            batch = x[i]
+            for part, t in zip(parts, tapped, strict=True):
+                part.append(t(batch))
+    finally:
+        for m, t, training in zip(models, tapped, was, strict=True):
+            t.remove()
+            m.train(training)
+
+    def cat(tensors: list[Tensor | None]) -> Tensor | None:
+        return None if not tensors or tensors[0] is None else torch.cat(tensors).float()
+
+    return [Taps(cat([p.logits for p in part]), cat([p.embedding for p in part]))
+            for part in parts]
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:

@@ -98,15 +98,15 @@ def reads(monkeypatch: pytest.MonkeyPatch, planned) -> list[int]:
     """How many models each pass over the test split scored: one entry per pass."""
     x_test = _full(planned).x_test
     passes: list[int] = []
-    logits_on = train.logits_on
+    outputs_on = train.outputs_on
 
     def counting(models, x, *args, **kwargs):
         assert not isinstance(x, Sealed)
         if x is x_test:
             passes.append(len(models))
-        return logits_on(models, x, *args, **kwargs)
+        return outputs_on(models, x, *args, **kwargs)
 
-    monkeypatch.setattr(train, "logits_on", counting)
+    monkeypatch.setattr(train, "outputs_on", counting)
     return passes
 
 

@@ -87,6 +87,14 @@ class FitNet(Method):
         self.regressor: nn.Module | None = None
         self.g = 0
 
+    def teacher_taps(self) -> frozenset[str]:  # an instance's: it depends on two_stage
+        """The teacher's stages, and its logits for the KD stage: the one-stage variant reads
+        no logits, so a teacher without them (PCA features) can give hints."""
+        return self.needs if self.params.two_stage else frozenset({"stages"})
+
+    def uses_teacher(self) -> bool:
+        return True
+
     def _index(self, shapes: TapShapes) -> int:
         p: FitNetParams = self.params
         return len(shapes.stages) // 2 if p.guided is None else p.guided

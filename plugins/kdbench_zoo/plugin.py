@@ -1,10 +1,10 @@
-"""Registers the zoo: datasets and model architectures."""
+"""Registers the zoo: datasets, model architectures and teachers that are not trained here."""
 
 from __future__ import annotations
 
 import kdbench
 from kdbench.registry import Register
-from kdbench_zoo import cnn1d, cnn2d, digits, mlp, mnist1d
+from kdbench_zoo import cnn1d, cnn2d, digits, estimator, features, mlp, mnist1d, pretrained
 
 
 @kdbench.hookimpl
@@ -21,3 +21,10 @@ def kdbench_students(register: Register) -> None:
     register("mlp", mlp.mlp, params=mlp.MLPParams)
     register("cnn2d", cnn2d.cnn2d, params=cnn2d.CNN2DParams)
     register("cnn2d_small", cnn2d.cnn2d_small, params=cnn2d.SmallCNN2DParams)
+
+
+@kdbench.hookimpl
+def kdbench_teachers(register: Register) -> None:
+    register("sklearn", estimator.Estimator)
+    register("features", features.Features)
+    register("torchvision", pretrained.Torchvision)
