@@ -196,10 +196,21 @@ class Tracker:
                                   params=param_list[i:i + 500] if i < len(param_list) else [])
         if result.checkpoint:
             self.client.log_artifact(run_id, result.checkpoint)
+        self._log_files(run_id, result.artifacts)
         self.client.set_terminated(run_id, "FINISHED" if result.status == "finished" else "FAILED",
                                    end_time=_ms(result.ended))
         result.run_id = run_id
         return run_id
+
+    def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Log a result's in-memory artifacts (name -> bytes) under their names."""
+        if not files:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files.items():
+                path = Path(tmp) / Path(name).name
+                path.write_bytes(content)
+                self.client.log_artifact(run_id, str(path))
 
     def finished(self, experiment_id: str | None, fingerprints: set[str],
                  metrics: tuple[str, ...]) -> dict[str, RunResult]:
