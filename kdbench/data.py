@@ -112,7 +112,7 @@ class Sealed:
 
     Reading a tensor goes through indexing, ``len``, iteration, an attribute (``.shape``,
     ``.to``) or a torch function (``__torch_function__``): each raises ``RuntimeError``
-    (with ``message``; a torch function, which gets no instance, with :attr:`MESSAGE`).
+    with ``message``.
     """
 
     MESSAGE = "the test split is not to be read here"
@@ -134,7 +134,9 @@ class Sealed:
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None
                            ) -> NoReturn:
-        raise RuntimeError(Sealed.MESSAGE)
+        found = [a for a in (*args, *(args[0] if args and isinstance(args[0], list | tuple)
+                                       else ())) if isinstance(a, Sealed)]
+        raise RuntimeError(found[0]._message if found else Sealed.MESSAGE)
 
     __hash__ = object.__hash__
 
