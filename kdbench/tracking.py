@@ -11,8 +11,9 @@ the loss terms and ``val.<metric>`` (the validation split); the final ones, at t
 step, are the test metrics under their plain names, ``train.<metric>``, ``epoch`` (the
 reported one), ``val.gain`` and ``reported.val.<metric>`` (the validation values at the
 reported epoch, which under ``epoch = "best"`` differ from the curve's last point). A
-child run's start and end are those of its training in the worker, not of its logging. A
-run whose
+child run's start and end are those of its training in the worker, not of its logging; its
+artifacts are a trained teacher's checkpoint and the files a run returns in
+:attr:`~kdbench.runs.RunResult.artifacts` (a data-free method's impressions). A run whose
 fingerprint already FINISHED is reused. Only the driver process writes (SQLite has
 one writer).
 """
