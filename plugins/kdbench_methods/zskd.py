@@ -17,7 +17,7 @@ at temperature τ = 20, maps it to that label,
     x* = argmin_x  Σ_i  CE(y_i, softmax(T(x_i) / τ)),
 
 and the student is trained on the impressions with Hinton's KD loss at temperature T = 20
-and the teacher's outputs on them (section 3.3; no hard-label term).
+and the teacher's outputs on them (section 3; no hard-label term).
 
 Which convention is followed where paper and the authors' code differ:
 
@@ -76,7 +76,7 @@ EPSILON = 1e-4
 
 def class_similarity(W: Tensor) -> Tensor:
     """C[i, j] = w_iᵀ w_j / (‖w_i‖ ‖w_j‖) for the rows ``w_k`` of the final layer's weight
-    ``W`` (K × D): the cosine similarity of the classes' weight vectors (paper, eq. 2)."""
+    ``W`` (K × D): the cosine similarity of the classes' weight vectors (section 3.2.1)."""
     unit = F.normalize(W.double(), dim=1)
     return (unit @ unit.T).to(W.dtype)
 
