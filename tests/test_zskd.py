@@ -95,10 +95,10 @@ def test_final_layer_is_found_and_checked() -> None:
 def test_impressions_do_not_depend_on_the_batching_and_approach_their_labels() -> None:
     teacher = _teacher()
     W = teacher.classifier.weight
-    p = zskd.ZSKDParams(impressions=16, steps=30, lr=0.05, batch=16)
+    p = zskd.ZSKDParams(impressions=16, steps=10, lr=0.05, batch=16)
     whole = zskd.make_impressions(teacher, W, (1, 8, 8), p)
     parts = zskd.make_impressions(teacher, W, (1, 8, 8), zskd.ZSKDParams(
-        impressions=16, steps=30, lr=0.05, batch=5))
+        impressions=16, steps=10, lr=0.05, batch=5))
     assert torch.allclose(whole.x, parts.x, atol=1e-5) and torch.equal(whole.targets, parts.targets)
     # 16 impressions over 4 classes × 2 scales: two per group, in order.
     assert whole.group.tolist() == [g for g in range(8) for _ in range(2)]
@@ -182,3 +182,24 @@ def test_a_transfer_set_of_the_wrong_shape_fails_the_run_in_one_line(
     assert result.status == "failed"
     assert "transfer_set returned TransferSet; expected" in result.error
     assert "(n, 1, 8, 8)" in result.error
+
+
+def test_the_impressions_grid_is_an_mlflow_artifact_of_the_run(tiny: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from kdbench.cli import main
+
+    text = tiny.read_text()
+    assert text.endswith("[methods.kd]\nT = 4.0\nalpha = 0.9\n")
+    tiny.write_text(text.replace("[methods.kd]\nT = 4.0\nalpha = 0.9\n",
+                                 "[methods.zskd]\nimpressions = 20\nsteps = 3\nbatch = 20\n"))
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    assert main(["run", str(tiny), "--tracking-uri", uri, "--seeds", "1", "--out",
+                 str(tmp_path / "out")]) == 0
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    run = next(r for r in runs if r.data.tags["kdbench.role"] == "method")
+    assert run.data.tags["kdbench.method"] == "zskd" and run.info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["impressions.png"]
+    png = Path(client.download_artifacts(run.info.run_id, "impressions.png", str(tmp_path)))
+    assert png.read_bytes().startswith(b"\x89PNG")
