@@ -21,8 +21,8 @@ What is checked, per kind:
   finite floating-point scalars; gradients reach the student and the method's own modules
   and never a frozen teacher; a few optimiser steps on one batch lower the loss; the same
   seed gives the same numbers. A method must accept at least one pair.
-- **metrics**: the factory's metric returns a finite float on random logits and says
-  whether higher is better.
+- **metrics**: the factory's metric returns a finite float on random outputs (logits, a
+  teacher's logits, embeddings and a retrieval database) and says whether higher is better.
 
 The pytest side (``pytest --kdbench-conformance``) lives in :mod:`kdbench.testing`.
 """
@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from kdbench.contract import BrokenMethod, check_terms
 from kdbench.data import DataInfo, Dataset
 from kdbench.errors import Incompatible, KdbenchError
+from kdbench.metrics import Database, Outputs
 from kdbench.params import as_dict
 from kdbench.plugins import Plugins
 from kdbench.registry import Entry
@@ -117,7 +118,15 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()
+                               if v is not None) + "}"
     raise TypeError(f"{type(value).__name__} has no TOML form")
+
+
+def _toml_key(key: Any) -> str:
+    key = str(key)
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
 
 
 def check_params(kind: str, name: str, plugins: Plugins | None = None,
@@ -136,10 +145,11 @@ def check_params(kind: str, name: str, plugins: Plugins | None = None,
     defaults = entry.make_params({})
     values = {k: v for k, v in as_dict(defaults).items() if v is not None}
     try:
-        text = "\n".join(f"{key} = {_toml_value(value)}" for key, value in values.items())
+        text = "\n".join(f"{_toml_key(key)} = {_toml_value(value)}"
+                         for key, value in values.items())
     except TypeError as error:
         raise _fail(who, f"a default cannot be written in a benchmark file ({error}); "
-                    "parameters must be bool, int, float, str or lists of them") from None
+                    "parameters must be bool, int, float, str, or lists or tables of them") from None
     rebuilt = entry.make_params(tomllib.loads(text))
     if rebuilt != defaults:
         raise _fail(who, f"its defaults {defaults} came back from a benchmark file as "
@@ -285,7 +295,7 @@ def check_dataset(name: str, params: dict[str, Any] | None = None, cache_dir: Pa
 
 
 def check_metric(name: str, plugins: Plugins | None = None) -> float:
-    """``name``'s metric gives a finite float on random logits; returns it."""
+    """``name``'s metric gives a finite float on random outputs of a split; returns it."""
     plugins = plugins or Plugins.load()
     entry = plugins.entry("metrics", name)
     who = f"metric {name!r}"
@@ -293,10 +303,15 @@ def check_metric(name: str, plugins: Plugins | None = None) -> float:
     if not isinstance(getattr(metric, "higher_is_better", None), bool):
         raise _fail(who, "has no boolean `higher_is_better`")
     generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(64, 10, generator=generator)
     y = torch.randint(0, 10, (64,), generator=generator)
-    teacher = torch.randn(64, 10, generator=generator)
-    value = metric(logits, y, teacher)
+    outputs = Outputs(y, logits=torch.randn(64, 10, generator=generator),
+                      teacher_logits=torch.randn(64, 10, generator=generator),
+                      embedding=torch.randn(64, 16, generator=generator),
+                      database=Database(torch.randn(128, 16, generator=generator),
+                                        torch.randint(0, 10, (128,), generator=generator)))
+    if not metric.applies(outputs):
+        raise _fail(who, f"needs {sorted(metric.needs)}, more than a split's outputs hold")
+    value = metric.score(outputs)
     if not isinstance(value, float) or not math.isfinite(value):
         raise _fail(who, f"returned {value!r}; expected a finite float")
     return value

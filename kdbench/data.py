@@ -6,7 +6,9 @@ methods that need sample identities (CRD's memory bank) get ``idx`` for free.
 
 A run never sees a dataset as its plugin made it: :func:`hold_out` moves a validation split
 out of the training split (the same samples for every run of a benchmark), and
-:func:`seal_test` makes the test split unreadable for runs that must not look at it.
+:func:`seal_test` makes the test split unreadable for runs that must not look at it;
+:func:`seal_train` does the same to the training split of a run whose method makes its own
+transfer set (:meth:`kdbench.method.Method.transfer_set`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class Dataset:
     ``augment(x, generator) -> x`` is applied to each training batch when set;
     it must draw its randomness from ``generator`` so that a seed fixes it.
     ``x_val``/``y_val``: the validation split, set by :func:`hold_out` (a dataset plugin
-    leaves them out).
+    leaves them out). ``train_info``: what :attr:`info` says while the training split is
+    sealed (:func:`seal_train`), so models can still be built from its shapes.
     """
 
     name: str
@@ -50,9 +53,12 @@ class Dataset:
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
     x_val: Tensor | None = None
     y_val: Tensor | None = None
+    train_info: DataInfo | None = None
 
     @property
     def info(self) -> DataInfo:
+        if self.train_info is not None:
+            return self.train_info
         return DataInfo(tuple(self.x_train.shape[1:]), self.num_classes, len(self.x_train))
 
     def to(self, device: torch.device | str) -> Dataset:
@@ -61,7 +67,7 @@ class Dataset:
 
         return Dataset(self.name, self.x_train.to(device), self.y_train.to(device),
                        self.x_test.to(device), self.y_test.to(device), self.num_classes,
-                       self.augment, move(self.x_val), move(self.y_val))
+                       self.augment, move(self.x_val), move(self.y_val), self.train_info)
 
 
 def validation_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -102,37 +108,54 @@ def hold_out(data: Dataset, fraction: float, seed: int) -> Dataset:
 
 
 class Sealed:
-    """Stands in for the test split of a run that must not read it: any use raises.
+    """Stands in for a split of a run that must not read it: any use raises.
 
     Reading a tensor goes through indexing, ``len``, iteration, an attribute (``.shape``,
-    ``.to``) or a torch function (``__torch_function__``): each raises ``RuntimeError``.
+    ``.to``) or a torch function (``__torch_function__``): each raises ``RuntimeError``
+    with ``message``.
     """
 
     MESSAGE = "the test split is not to be read here"
+    TRAIN = ("the real training split is not to be read by a run whose method makes its own "
+             "transfer set")
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        self._message = message
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise RuntimeError(Sealed.MESSAGE)
+        raise RuntimeError(self._message)
 
     __getitem__ = __len__ = __iter__ = __array__ = __bool__ = __float__ = __index__ = _refuse
     __contains__ = __add__ = __mul__ = __eq__ = __ne__ = __lt__ = __gt__ = _refuse
 
     def __getattr__(self, name: str) -> NoReturn:
-        raise RuntimeError(Sealed.MESSAGE)
+        raise RuntimeError(Sealed.MESSAGE if name == "_message" else self._message)
 
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None
                            ) -> NoReturn:
-        raise RuntimeError(Sealed.MESSAGE)
+        found = [a for a in (*args, *(args[0] if args and isinstance(args[0], list | tuple)
+                                       else ())) if isinstance(a, Sealed)]
+        raise RuntimeError(found[0]._message if found else Sealed.MESSAGE)
 
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        return "<sealed test split>"
+        return f"<sealed: {self._message}>"
 
 
 def seal_test(data: Dataset) -> Dataset:
     """``data`` whose test split raises ``RuntimeError`` on any use (:class:`Sealed`)."""
     return replace(data, x_test=Sealed(), y_test=Sealed())
+
+
+def seal_train(data: Dataset) -> Dataset:
+    """``data`` whose training split raises ``RuntimeError`` on any use (:class:`Sealed`),
+    for a run that trains on a transfer set its method makes: nothing in the run can read the
+    real samples. :attr:`Dataset.info` keeps their shapes (models are built from them);
+    the validation and test splits are untouched."""
+    return replace(data, x_train=Sealed(Sealed.TRAIN), y_train=Sealed(Sealed.TRAIN),
+                   train_info=data.info)
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None,

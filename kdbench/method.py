@@ -15,12 +15,17 @@ and overrides what its paper changes::
 
 :class:`Method` itself is the baseline: the student trained alone with
 cross-entropy.
+
+A data-free method (ZSKD's data impressions) also overrides :meth:`Method.transfer_set`: the
+run then trains on the inputs it returns instead of the benchmark's training split, which is
+sealed for the whole run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch.nn.functional as F
@@ -55,6 +60,43 @@ class Stage:
     loss: Callable[[Taps | None, Taps | None, Tensor, Tensor], LossTerms]
     trains_student: bool = True
 
+
+@dataclass(frozen=True)
+class TransferContext:
+    """What :meth:`Method.transfer_set` may use besides the frozen teacher: never data.
+
+    ``info``
+        The input shape and number of classes of the benchmark's data (``num_train`` is the
+        size of the real training split, which the run does not read).
+    ``teacher_id``
+        The fingerprint of the teacher's weights: a cache of transfer sets is keyed by it.
+    ``cache_dir``
+        A directory for this method's cached transfer sets, shared by every run of every
+        sweep that uses the same cache (``--cache-dir``). Created on demand by the method.
+    ``device``
+        Where the teacher is; the transfer set may be made there.
+    """
+
+    info: DataInfo
+    teacher_id: str
+    cache_dir: Path
+    device: str = "cpu"
+
+
+@dataclass
+class TransferSet:
+    """The inputs a data-free method trains its student on.
+
+    ``x`` has the data's per-sample shape (``info.input_shape``). ``y`` holds class indices,
+    one per input (ZSKD: the teacher's argmax): the labels ``loss`` receives and the ones
+    the run's ``train.<metric>`` values are measured against. ``artifacts``: files the run
+    logs to MLflow (name -> bytes, e.g. ``impressions.png``); the worker returns them with
+    its result and the driver writes them.
+    """
+
+    x: Tensor
+    y: Tensor
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
 class Method:
@@ -109,6 +151,29 @@ class Method:
     def stages(self) -> list[Stage]:
         """Warm-up stages, run in order before the main training."""
         return []
+
+    def transfer_set(self, teacher: nn.Module, context: TransferContext) -> TransferSet:
+        """Optional: the data the student trains on, made from the frozen ``teacher`` alone.
+
+        A method that overrides this is data-free. The loop seals the run's real training
+        split before anything reads it (any use raises) and trains on the returned
+        :class:`TransferSet` instead, with the teacher's taps computed on it as on real data.
+        The protocol is unchanged: validation scores every epoch, the test split is read once.
+        The recipe then counts the transfer set: ``epochs`` are passes over it and
+        ``batch_size`` batches of it, so the number of optimiser steps (and a schedule's
+        length) follows its size, not the real split's; the dataset's augmentation, if any,
+        applies to its inputs. ``train.<metric>`` is measured on it, against ``y``.
+
+        Called once per run, after the teacher is loaded; the method should cache what does
+        not depend on the run's seed (under ``context.cache_dir``, keyed by
+        ``context.teacher_id`` and its parameters). Needs a frozen teacher: a method cannot
+        both make a transfer set and train its teacher (``trains_teacher``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def makes_transfer_set(cls) -> bool:
+        """Whether the method trains on its own :meth:`transfer_set` (it overrides it)."""
+        return cls.transfer_set is not Method.transfer_set
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch of the main training (0-based), for schedules such as

@@ -109,3 +109,6 @@ class RunResult:
     traceback: str | None = None
     """The worker's formatted traceback of a failed run (``error`` is its one line);
     ``--debug`` prints it."""
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    """Files the run produced for MLflow (file name -> contents, e.g. a data-free method's
+    ``impressions.png``): the worker returns them, the driver logs them (one writer)."""

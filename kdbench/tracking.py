@@ -11,8 +11,9 @@ the loss terms and ``val.<metric>`` (the validation split); the final ones, at t
 step, are the test metrics under their plain names, ``train.<metric>``, ``epoch`` (the
 reported one), ``val.gain`` and ``reported.val.<metric>`` (the validation values at the
 reported epoch, which under ``epoch = "best"`` differ from the curve's last point). A
-child run's start and end are those of its training in the worker, not of its logging. A
-run whose
+child run's start and end are those of its training in the worker, not of its logging; its
+artifacts are a trained teacher's checkpoint and the files a run returns in
+:attr:`~kdbench.runs.RunResult.artifacts` (a data-free method's impressions). A run whose
 fingerprint already FINISHED is reused. Only the driver process writes (SQLite has
 one writer).
 """
@@ -196,10 +197,21 @@ class Tracker:
                                   params=param_list[i:i + 500] if i < len(param_list) else [])
         if result.checkpoint:
             self.client.log_artifact(run_id, result.checkpoint)
+        self._log_files(run_id, result.artifacts)
         self.client.set_terminated(run_id, "FINISHED" if result.status == "finished" else "FAILED",
                                    end_time=_ms(result.ended))
         result.run_id = run_id
         return run_id
+
+    def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Log a result's in-memory artifacts (name -> bytes) under their names."""
+        if not files:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files.items():
+                path = Path(tmp) / Path(name).name
+                path.write_bytes(content)
+                self.client.log_artifact(run_id, str(path))
 
     def finished(self, experiment_id: str | None, fingerprints: set[str],
                  metrics: tuple[str, ...]) -> dict[str, RunResult]:

@@ -23,9 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from kdbench import contract
-from kdbench.data import Dataset, batches, hold_out, seal_test
+from kdbench.contract import BrokenMethod
+from kdbench.data import Dataset, batches, hold_out, seal_test, seal_train
 from kdbench.errors import Incompatible, KdbenchError
-from kdbench.method import LossTerms, Method
+from kdbench.method import LossTerms, Method, TransferContext
 from kdbench.metrics import Database, Metric, Outputs, needs_of
 from kdbench.plugins import Plugins
 from kdbench.runs import Job, RunResult, TeacherRef
@@ -233,6 +234,9 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     data = prepared(job)
     metrics = {name: _metric(name) for name in job.metrics}
     method = make_method(job)
+    if method.makes_transfer_set():
+        # Sealed before anything can read it: the run trains on the method's transfer set.
+        data = seal_train(data)
 
     if job.role == "teacher" and job.teacher is not None:
         entry = plugins().entry("teachers", job.teacher.provider)
@@ -257,6 +261,10 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
             teacher = build_model(job.teacher.model, data).to(device)
         else:
             teacher = load_teacher(job.teacher, data).to(device)
+
+    artifacts: dict[str, bytes] = {}
+    if method.makes_transfer_set():
+        data, artifacts = with_transfer_set(job, method, teacher, data)
 
     sample = data.x_train[:2]
     s_shapes = shapes(student, sample)
@@ -390,7 +398,32 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         torch.save({k: v.cpu() for k, v in student.state_dict().items()}, tmp)
         tmp.replace(path)
     return RunResult("", "finished", final, history, time.perf_counter() - start,
-                     _size(student), checkpoint)
+                     _size(student), checkpoint, artifacts=artifacts)
+
+
+def with_transfer_set(job: Job, method: Method, teacher: nn.Module | None, data: Dataset
+                      ) -> tuple[Dataset, dict[str, bytes]]:
+    """``data`` whose training split is the transfer set ``method`` makes from the frozen
+    ``teacher`` (:meth:`Method.transfer_set`), and the artifacts it returned."""
+    name = describe_method(job)
+    if teacher is None or job.teacher is None or method.trains_teacher:
+        raise KdbenchError(f"{name} makes its transfer set from a frozen teacher; the "
+                           "benchmark needs a [teacher] that is not trained with the student")
+    info = data.info
+    context = TransferContext(info, job.teacher.fingerprint,
+                              Path(job.cache_dir) / "transfer" / str(job.method), job.device)
+    made = method.transfer_set(teacher, context)
+    x, y = getattr(made, "x", None), getattr(made, "y", None)
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor) and x.dim() >= 1 and len(x) > 0
+            and tuple(x.shape[1:]) == info.input_shape and x.is_floating_point()
+            and y.shape == (len(x),) and not y.is_floating_point()):
+        raise BrokenMethod(
+            f"{name}: its transfer_set returned {type(made).__name__}; expected a TransferSet "
+            f"with x of shape (n, {', '.join(map(str, info.input_shape))}) (floating point, "
+            "n > 0) and y of n class indices")
+    device = data.x_val.device if data.x_val is not None else torch.device(job.device)
+    return replace(data, x_train=x.detach().to(device), y_train=y.to(device),
+                   train_info=None), dict(getattr(made, "artifacts", {}) or {})
 
 
 @functools.cache

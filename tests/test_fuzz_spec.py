@@ -185,6 +185,9 @@ def test_options_apply_or_refuse(seeds: int | None, methods: list[str] | None, p
 
 @pytest.mark.parametrize("name", sorted(BASES))
 def test_the_unmutated_files_load(name: str, tmp_path: Path, plugins: Any) -> None:
+    dataset = PARSED[name]["dataset"]["name"]
+    if dataset not in plugins.table("datasets"):  # a file for a dataset plugin not installed
+        pytest.skip(f"{name}: no dataset plugin {dataset!r} installed")
     path = tmp_path / f"{name}.toml"
     path.write_text(BASES[name])
     assert load(str(path), plugins).name == name

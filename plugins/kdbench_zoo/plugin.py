@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kdbench
 from kdbench.registry import Register
-from kdbench_zoo import cnn1d, cnn2d, digits, estimator, features, mlp, mnist1d, pretrained
+from kdbench_zoo import alexnet, cnn1d, cnn2d, digits, estimator, features, lenet, mlp, mnist1d, pretrained
 
 
 @kdbench.hookimpl
@@ -21,6 +21,10 @@ def kdbench_students(register: Register) -> None:
     register("mlp", mlp.mlp, params=mlp.MLPParams)
     register("cnn2d", cnn2d.cnn2d, params=cnn2d.CNN2DParams)
     register("cnn2d_small", cnn2d.cnn2d_small, params=cnn2d.SmallCNN2DParams)
+    register("lenet5", lenet.lenet5, params=lenet.LeNet5Params)
+    register("lenet5_half", lenet.lenet5_half, params=lenet.LeNet5HalfParams)
+    register("alexnet_cifar", alexnet.alexnet_cifar, params=alexnet.AlexNetParams)
+    register("alexnet_cifar_half", alexnet.alexnet_cifar_half, params=alexnet.AlexNetHalfParams)
 
 
 @kdbench.hookimpl
