@@ -17,7 +17,10 @@ Exit codes, for scripts and CI:
 - 2: a usage error (bad benchmark file, flag, plugin or store), reported as one
   line before anything trains; also a teacher that fails to train, since no
   board can be built without it.
-- 130: interrupted (Ctrl-C); finished runs are kept and reused next time.
+- 130, 143, 129: stopped by Ctrl-C (SIGINT), SIGTERM or SIGHUP (128 + the signal):
+  the workers are killed within seconds, the sweep's MLflow run ends KILLED, finished
+  runs are kept and reused by the same command run again (one line says which). A
+  second Ctrl-C exits at once.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kdbench import __version__, executors, leaderboard
+from kdbench import __version__, executors, interrupts, leaderboard
 from kdbench.errors import KdbenchError
 from kdbench.plugins import Plugins
 from kdbench.progress import Progress
@@ -160,15 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         names = disabled_plugins() | {n.strip() for v in args.disable_plugin for n in v.split(",")}
         os.environ[DISABLE_ENV] = ",".join(sorted(n for n in names if n))
     try:
-        return COMMANDS[args.command](args)
+        with interrupts.handled():
+            return COMMANDS[args.command](args)
     except KdbenchError as error:
         if args.debug:
             raise
         print(f"kdbench: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("kdbench: interrupted; finished runs are saved and will be reused", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        return interrupts.report(stop)
 
 
 def _one_line_warning(message: Any, category: type, *_: Any, **__: Any) -> None:

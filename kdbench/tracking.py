@@ -19,14 +19,17 @@ one writer).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kdbench import interrupts
 from kdbench.errors import TrackingError
 from kdbench.runs import Run, RunResult
 from kdbench.spec import Spec
@@ -36,6 +39,22 @@ REPORTED = "reported."
 """Prefix of a final value whose key the history also logs per epoch (``val.top1``)."""
 TAG = "kdbench."
 NOTE = "mlflow.note.content"
+OWNER = TAG + "owner"
+"""``host:pid`` of the driver that writes a run: a RUNNING run whose driver is gone was
+killed (SIGKILL, a second Ctrl-C) and is marked KILLED by the next sweep on that host."""
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _whole(write: Any) -> Any:
+    """A write to the store that a stop signal does not cut in half (:func:`interrupts.deferred`)."""
+    @functools.wraps(write)
+    def whole(*args: Any, **kwargs: Any) -> Any:
+        with interrupts.deferred():
+            return write(*args, **kwargs)
+    return whole
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -86,9 +105,12 @@ class Tracker:
             self.client.set_experiment_tag(experiment_id, NOTE, spec.description)
         return experiment_id
 
+    @_whole
     def start_sweep(self, experiment_id: str, spec: Spec, options: dict[str, Any]) -> str:
+        self.close_abandoned(experiment_id)
         run = self.client.create_run(experiment_id, run_name=f"sweep {spec.name}",
-                                     tags={TAG + "role": "sweep", TAG + "benchmark": spec.name})
+                                     tags={TAG + "role": "sweep", TAG + "benchmark": spec.name,
+                                           OWNER: owner()})
         from mlflow.entities import Param
 
         params = {"benchmark": str(spec.path), "seeds": ",".join(map(str, spec.seeds)),
@@ -98,11 +120,27 @@ class Tracker:
                               params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return run.info.run_id
 
+    @_whole
     def end_sweep(self, sweep_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(sweep_id, status)
 
+    def close_abandoned(self, experiment_id: str) -> int:
+        """Mark KILLED the RUNNING runs of ``experiment_id`` whose driver on this host is gone
+        (killed with SIGKILL or a second Ctrl-C); how many."""
+        host = socket.gethostname()
+        closed = 0
+        for run in self.client.search_runs([experiment_id], "attributes.status = 'RUNNING'",
+                                           max_results=5000):
+            holder = run.data.tags.get(OWNER, "")
+            where, _, pid = holder.rpartition(":")
+            if where == host and pid.isdigit() and not _alive(int(pid)):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+        return closed
+
     # Runs that group others (``kdbench tune``: a row's tuning, a trial) -------------
 
+    @_whole
     def start_group(self, experiment_id: str, name: str, tags: dict[str, str],
                     params: dict[str, Any] | None = None, parent: str | None = None) -> str:
         """A RUNNING run named ``name`` (nested under ``parent``) that other runs nest under;
@@ -128,6 +166,7 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
         return True
 
+    @_whole
     def log_values(self, run_id: str, metrics: dict[str, float],
                    params: dict[str, Any] | None = None) -> None:
         """Final metrics (step 0) and params of a run; a param logged again must keep its
@@ -138,11 +177,13 @@ class Tracker:
             run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
             params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()])
 
+    @_whole
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.client.log_artifact(run_id, str(path))
 
     # Runs -----------------------------------------------------------------------
 
+    @_whole
     def log(self, experiment_id: str, sweep_id: str | None, run: Run, result: RunResult) -> str:
         """Write one run with its params, per-epoch metrics, tags and status."""
         from mlflow.entities import Metric, Param
@@ -151,7 +192,7 @@ class Tracker:
             TAG + "role": run.role, TAG + "label": run.label, TAG + "method": run.method or "",
             TAG + "seed": str(run.seed), TAG + "fingerprint": run.fingerprint,
             TAG + "seconds": f"{result.seconds:.2f}",
-            TAG + "student_parameters": str(result.student_parameters),
+            TAG + "student_parameters": str(result.student_parameters), OWNER: owner(),
         }
         if run.spec_fingerprint:
             tags[TAG + "spec_fingerprint"] = run.spec_fingerprint
@@ -254,6 +295,16 @@ class Tracker:
             return True
         except Exception:
             return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _final(logged: dict[str, float], metrics: tuple[str, ...]) -> dict[str, float]:
