@@ -260,9 +260,9 @@ class Session:
                 print(f"kdbench: {line}", file=sys.stderr)
         teacher = sweep.teacher
         checkpoint = teacher.job.teacher.checkpoint
-        if teacher.fingerprint in reused and checkpoint and not Path(checkpoint).is_file() \
-                and not self.tracker.restore_checkpoint(reused[teacher.fingerprint].run_id,
-                                                        Path(checkpoint)):
+        if teacher.fingerprint in reused and checkpoint and not \
+                self.tracker.verified_checkpoint(reused[teacher.fingerprint].run_id,
+                                                 Path(checkpoint)):
             del reused[teacher.fingerprint]
         self.fresh = False  # within one invocation, a run trained once is reused after
         progress = Progress(workers=getattr(self.executor, "workers", 1))
@@ -271,7 +271,9 @@ class Session:
             return sweeps.execute(
                 sweep, self.executor, self.plugins, reused=reused,
                 log=lambda run, result: self.tracker.log(self.experiment, self.sweep_id, run,
-                                                         result))
+                                                         result),
+                settled=lambda fps: self.tracker.finished(self.experiment, fps,
+                                                          self.spec.metrics))
         finally:
             self.plugins.unregister_observer(progress)
 

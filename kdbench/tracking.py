@@ -19,17 +19,20 @@ one writer).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kdbench import interrupts
+from kdbench import cachefile, interrupts
 from kdbench.errors import TrackingError
 from kdbench.runs import Run, RunResult
 from kdbench.spec import Spec
@@ -39,6 +42,8 @@ REPORTED = "reported."
 """Prefix of a final value whose key the history also logs per epoch (``val.top1``)."""
 TAG = "kdbench."
 NOTE = "mlflow.note.content"
+CHECKSUM = TAG + "checkpoint_sha256"
+"""The SHA-256 of a teacher run's checkpoint: the cached file must match it to be used."""
 OWNER = TAG + "owner"
 """``host:pid`` of the driver that writes a run: a RUNNING run whose driver is gone was
 killed (SIGKILL, a second Ctrl-C) and is marked KILLED by the next sweep on that host."""
@@ -76,13 +81,20 @@ class Tracker:
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
+        database = _sqlite_path(self.uri)
+        if database is not None:
+            _check_sqlite(self.uri, database)
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            self.client.search_experiments(max_results=1)
+            # A new SQLite file gets its schema on first use: one process at a time, or two
+            # sweeps started together both run MLflow's migrations ("duplicate column").
+            with _schema_lock(database):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.client.search_experiments(max_results=1)
         except Exception as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            fix = ("check the file" if database is not None else "start the server")
             raise TrackingError(
-                f"cannot use tracking store {self.uri}: {first[:300]}; start the server, fix "
+                f"cannot use tracking store {self.uri}: {first[:300]}; {fix}, fix "
                 f"--tracking-uri / MLFLOW_TRACKING_URI, or use the default {DEFAULT_URI}"
             ) from None
 
@@ -94,7 +106,14 @@ class Tracker:
         if found is None and not create:
             return None
         if found is None:
-            experiment_id = self.client.create_experiment(spec.name)
+            try:
+                experiment_id = self.client.create_experiment(spec.name)
+            except Exception:
+                # Another sweep created it between the lookup and here.
+                found = self.client.get_experiment_by_name(spec.name)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
         else:
             experiment_id = found.experiment_id
             if found.lifecycle_stage == "deleted":
@@ -201,6 +220,8 @@ class Tracker:
             tags["mlflow.parentRunId"] = sweep_id
         if result.error:
             tags[TAG + "error"] = result.error[:5000]
+        if result.checkpoint:
+            tags[CHECKSUM] = cachefile.digest(Path(result.checkpoint))
         created = self.client.create_run(experiment_id, run_name=f"{run.label} seed {run.seed}",
                                          tags=tags, start_time=_ms(result.started))
         run_id = created.info.run_id
@@ -285,13 +306,32 @@ class Tracker:
                                   if k.startswith(prefix)}
         return found
 
-    def restore_checkpoint(self, run_id: str, destination: Path) -> bool:
-        """Download a teacher's checkpoint artifact to ``destination``; ``False`` if absent."""
+    def verified_checkpoint(self, run_id: str | None, path: Path) -> bool:
+        """Whether the teacher checkpoint at ``path`` is the one run ``run_id`` logged: the
+        cached file when its SHA-256 matches the run's, else the run's artifact downloaded
+        over it (said in one line); ``False`` when neither is there (the teacher retrains)."""
+        expected = None
+        if run_id:
+            with contextlib.suppress(Exception):
+                expected = self.client.get_run(run_id).data.tags.get(CHECKSUM)
+        if cachefile.intact(path, expected):
+            return True
+        why = "does not match its checksum" if path.is_file() else "is missing"
+        restored = run_id is not None and self._restore(run_id, path, expected)
+        print(f"kdbench: teacher checkpoint {path} {why}; "
+              + (f"restored it from MLflow run {run_id}" if restored
+                 else "MLflow has no good copy, so the teacher retrains"), file=sys.stderr)
+        return restored
+
+    def _restore(self, run_id: str, destination: Path, expected: str | None) -> bool:
+        """Download run ``run_id``'s checkpoint artifact to ``destination`` if it matches
+        ``expected``."""
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                got = self.client.download_artifacts(run_id, destination.name, tmp)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(got, destination)
+                got = Path(self.client.download_artifacts(run_id, destination.name, tmp))
+                if expected is not None and cachefile.digest(got) != expected:
+                    return False
+                cachefile.write(destination, lambda t: shutil.copyfile(got, t))
             return True
         except Exception:
             return False
@@ -305,6 +345,42 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; ``None`` for other stores and in-memory."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?")[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _check_sqlite(uri: str, path: Path) -> None:
+    """Refuse, in one line, a SQLite file that cannot be created or written: MLflow would
+    otherwise retry for minutes."""
+    folder = path.parent if str(path.parent) else Path(".")
+    problem = None
+    if path.is_dir():
+        problem = "it is a directory"
+    elif not folder.is_dir():
+        problem = f"the directory {folder} does not exist"
+    elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        problem = "the file is not readable and writable"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"the directory {folder} is not writable (SQLite writes its journal there)"
+    if problem:
+        raise TrackingError(f"cannot use tracking store {uri}: {problem}; give a writable "
+                            f"path in --tracking-uri / MLFLOW_TRACKING_URI, e.g. {DEFAULT_URI}")
+
+
+def _schema_lock(database: Path | None) -> Any:
+    """An inter-process lock for creating ``database``'s schema (none for other stores)."""
+    if database is None:
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    key = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:16]
+    return FileLock(Path(tempfile.gettempdir()) / f"kdbench-schema-{key}.lock", timeout=300)
 
 
 def _final(logged: dict[str, float], metrics: tuple[str, ...]) -> dict[str, float]:
