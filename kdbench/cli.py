@@ -247,8 +247,9 @@ class Session:
         why runs that finished before with other code retrain."""
         from kdbench import sweep as sweeps
 
-        reused = {} if self.fresh is True else self.tracker.finished(
-            self.experiment, {r.fingerprint for r in sweep.runs}, self.spec.metrics)
+        known = self.tracker.finished(self.experiment, {r.fingerprint for r in sweep.runs},
+                                      self.spec.metrics)
+        reused = {} if self.fresh is True else dict(known)
         if self.fresh is not True:
             rows = self.fresh or frozenset()
             retrain = {r.fingerprint for r in sweep.runs if r.label in rows}
@@ -265,6 +266,9 @@ class Session:
                                                  Path(checkpoint)):
             del reused[teacher.fingerprint]
         self.fresh = False  # within one invocation, a run trained once is reused after
+        # A run to retrain (--fresh, a bad checkpoint) is reused only from a newer run that
+        # another sweep sharing the store finished meanwhile.
+        stale = {fp: result.run_id for fp, result in known.items() if fp not in reused}
         progress = Progress(workers=getattr(self.executor, "workers", 1))
         self.plugins.register_observer(progress, "kdbench-progress")
         try:
@@ -272,8 +276,10 @@ class Session:
                 sweep, self.executor, self.plugins, reused=reused,
                 log=lambda run, result: self.tracker.log(self.experiment, self.sweep_id, run,
                                                          result),
-                settled=lambda fps: self.tracker.finished(self.experiment, fps,
-                                                          self.spec.metrics))
+                settled=lambda fps: {
+                    fp: result for fp, result in self.tracker.finished(
+                        self.experiment, fps, self.spec.metrics).items()
+                    if result.run_id != stale.get(fp)})
         finally:
             self.plugins.unregister_observer(progress)
 

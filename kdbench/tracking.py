@@ -28,6 +28,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,13 @@ class Tracker:
 
     @_whole
     def end_sweep(self, sweep_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(sweep_id, status)
+        """End the sweep's run; a sweep that stops (KILLED, FAILED) on a store that cannot be
+        written stays RUNNING, and the next sweep on this host marks it KILLED."""
+        try:
+            _retry(self.client.set_terminated, sweep_id, status)
+        except Exception:
+            if status == "FINISHED":
+                raise
 
     def close_abandoned(self, experiment_id: str) -> int:
         """Mark KILLED the RUNNING runs of ``experiment_id`` whose driver on this host is gone
@@ -204,9 +211,20 @@ class Tracker:
 
     @_whole
     def log(self, experiment_id: str, sweep_id: str | None, run: Run, result: RunResult) -> str:
-        """Write one run with its params, per-epoch metrics, tags and status."""
-        from mlflow.entities import Metric, Param
+        """Write one run with its params, per-epoch metrics, tags and status; a store that
+        stays unwritable (a full disk, a lock another program holds) raises
+        :class:`TrackingError` after the run it had begun is marked KILLED, never left
+        RUNNING, so that the next sweep trains it again."""
+        try:
+            return self._log(experiment_id, sweep_id, run, result)
+        except Exception as error:
+            raise TrackingError(
+                f"cannot write {run.describe()} to tracking store {self.uri}: "
+                f"{_first_line(error)}; the runs written before are kept: free disk space or "
+                "the lock on the store, then run the same command again to train what is "
+                "missing") from None
 
+    def _log(self, experiment_id: str, sweep_id: str | None, run: Run, result: RunResult) -> str:
         tags = {
             TAG + "role": run.role, TAG + "label": run.label, TAG + "method": run.method or "",
             TAG + "seed": str(run.seed), TAG + "fingerprint": run.fingerprint,
@@ -222,9 +240,23 @@ class Tracker:
             tags[TAG + "error"] = result.error[:5000]
         if result.checkpoint:
             tags[CHECKSUM] = cachefile.digest(Path(result.checkpoint))
-        created = self.client.create_run(experiment_id, run_name=f"{run.label} seed {run.seed}",
-                                         tags=tags, start_time=_ms(result.started))
+        created = _retry(self.client.create_run, experiment_id,
+                         run_name=f"{run.label} seed {run.seed}", tags=tags,
+                         start_time=_ms(result.started))
         run_id = created.info.run_id
+        try:
+            self._fill(run_id, run, result)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(run_id, "KILLED")
+            raise
+        result.run_id = run_id
+        return run_id
+
+    def _fill(self, run_id: str, run: Run, result: RunResult) -> None:
+        """Log ``result`` into the run ``run_id`` just created, and end it."""
+        from mlflow.entities import Metric, Param
+
         job = run.job
         params = {
             "role": run.role, "seed": run.seed, "method": run.method or "",
@@ -254,14 +286,12 @@ class Tracker:
         metrics.append(Metric("seconds", result.seconds, 0, 0))
         param_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, max(len(metrics), len(param_list)), 500):
-            self.client.log_batch(run_id, metrics=metrics[i:i + 500],
-                                  params=param_list[i:i + 500] if i < len(param_list) else [])
+            _retry(self.client.log_batch, run_id, metrics=metrics[i:i + 500],
+                   params=param_list[i:i + 500] if i < len(param_list) else [])
         if result.checkpoint:
-            self.client.log_artifact(run_id, result.checkpoint)
-        self.client.set_terminated(run_id, "FINISHED" if result.status == "finished" else "FAILED",
-                                   end_time=_ms(result.ended))
-        result.run_id = run_id
-        return run_id
+            _retry(self.client.log_artifact, run_id, result.checkpoint)
+        _retry(self.client.set_terminated, run_id,
+               "FINISHED" if result.status == "finished" else "FAILED", end_time=_ms(result.ended))
 
     def finished(self, experiment_id: str | None, fingerprints: set[str],
                  metrics: tuple[str, ...]) -> dict[str, RunResult]:
@@ -335,6 +365,33 @@ class Tracker:
             return True
         except Exception:
             return False
+
+
+RETRY_SECONDS = 10.0
+"""How long a write waits out a store that is busy (SQLite locked by another writer, a
+server restarting) before the sweep stops."""
+TRANSIENT = ("database is locked", "connection", "timed out", "temporarily unavailable", "503")
+
+
+def _retry(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, again after a transient store error, for up to
+    :data:`RETRY_SECONDS`."""
+    deadline = time.monotonic() + RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:
+            transient = any(t in str(error).lower() for t in TRANSIENT)
+            if not transient or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 
 def _alive(pid: int) -> bool:
