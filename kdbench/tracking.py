@@ -81,6 +81,8 @@ class Tracker:
         # MLflow sets its loggers up on import; its INFO lines would bury the progress display.
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # It logs each failed SQL statement with a traceback; kdbench retries and reports it.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         database = _sqlite_path(self.uri)
         if database is not None:
@@ -296,6 +298,16 @@ class Tracker:
     def finished(self, experiment_id: str | None, fingerprints: set[str],
                  metrics: tuple[str, ...]) -> dict[str, RunResult]:
         """The latest FINISHED run for each fingerprint that has one, as results."""
+        try:
+            return self._finished(experiment_id, fingerprints, metrics)
+        except Exception as error:
+            raise TrackingError(
+                f"cannot read tracking store {self.uri}: {_first_line(error)}; the runs "
+                "written before are kept: free the lock on the store or restart its server, "
+                "then run the same command again to train what is missing") from None
+
+    def _finished(self, experiment_id: str | None, fingerprints: set[str],
+                  metrics: tuple[str, ...]) -> dict[str, RunResult]:
         found: dict[str, RunResult] = {}
         for r in self._finished_runs(experiment_id):
             fp = r.data.tags.get(TAG + "fingerprint")
@@ -313,8 +325,8 @@ class Tracker:
             return
         token = None
         while True:
-            page = self.client.search_runs(
-                [experiment_id], filter_string="attributes.status = 'FINISHED'",
+            page = _retry(
+                self.client.search_runs, [experiment_id], filter_string="attributes.status = 'FINISHED'",
                 max_results=5000, order_by=["attributes.start_time DESC"], page_token=token)
             yield from page
             token = page.token

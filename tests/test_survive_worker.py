@@ -39,15 +39,16 @@ def sweeps(uri: str, name: str = "tiny") -> list:
 
 
 def logged(store: Path, role: str | None = None) -> int:
-    """How many child runs (of ``role``) the SQLite store holds, read without MLflow: a client
-    opened on a store being created would run its migrations concurrently."""
+    """How many FINISHED child runs (of ``role``) the SQLite store holds, read without MLflow:
+    a client opened on a store being created would run its migrations concurrently."""
     if not store.is_file():
         return 0
     try:
         with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
             return db.execute(
                 "SELECT COUNT(*) FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid WHERE "
-                "tags.key = 'kdbench.role' AND tags.value != 'sweep'"
+                "runs.status = 'FINISHED' AND tags.key = 'kdbench.role' AND "
+                "tags.value != 'sweep'"
                 + (f" AND tags.value = '{role}'" if role else "")).fetchone()[0]
     except sqlite3.Error:
         return 0
