@@ -5,7 +5,9 @@ run once, and a teacher checkpoint lost from a cache comes back from the server.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -50,12 +52,14 @@ def server(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield uri
     finally:
-        process.terminate()
-        try:
+        # The server, its uvicorn workers and its job runners: the whole process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
         log.close()
 
 
