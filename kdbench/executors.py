@@ -116,6 +116,10 @@ class Processes:
             while queued or busy:
                 while queued and idle:
                     worker = idle.pop()
+                    if not worker.process.is_alive():  # killed between two jobs
+                        worker.close()
+                        idle.append(_Worker(context))
+                        continue
                     worker.start(*queued.pop())
                     busy[worker.conn] = worker
                 ready = wait([*busy, *(w.process.sentinel for w in busy.values())])
@@ -150,7 +154,8 @@ class _Worker:
 
     def start(self, index: int, job: Job) -> None:
         self.index = index
-        self.conn.send((index, job))
+        with contextlib.suppress(OSError):  # it just died: its sentinel tells, and its job fails
+            self.conn.send((index, job))
 
     def receive(self, progress: Progress) -> tuple[int, RunResult] | None:
         """Relay the progress it sent; its job's result once it has one."""

@@ -245,14 +245,20 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
                     time.sleep(1)
                 for run in mine:
                     plugins.run_start(run)
-                for index, result in executor.map([r.job for r in mine], progress(mine)):
-                    run = mine[index]
-                    result.fingerprint = run.fingerprint
-                    log(run, result)
-                    results[run.fingerprint] = result
-                    if claims is not None:
-                        claims.release(run.fingerprint)
-                    plugins.run_end(run, result)
+                arriving = executor.map([r.job for r in mine], progress(mine))
+                try:
+                    for index, result in arriving:
+                        run = mine[index]
+                        result.fingerprint = run.fingerprint
+                        log(run, result)
+                        results[run.fingerprint] = result
+                        if claims is not None:
+                            claims.release(run.fingerprint)
+                        plugins.run_end(run, result)
+                finally:
+                    # An interrupt or a store error while a result is logged: stop the
+                    # workers now, not when the executor's iterator is collected.
+                    getattr(arriving, "close", lambda: None)()
                 todo = waiting
             if batch and batch[0] is teacher and results[teacher.fingerprint].status != "finished":
                 raise KdbenchError("the teacher failed to train: "

@@ -23,7 +23,8 @@ def test_an_unusable_sqlite_store_is_refused_at_once(tiny: Path, tmp_path: Path)
         assert ran.returncode == 2
         assert ran.stderr.count("\n") == 1 and why in ran.stderr, ran.stderr
         assert "start the server" not in ran.stderr
-        assert time.monotonic() - began < 60
+        # MLflow alone retried for 108 s; what is left is starting Python on a loaded machine.
+        assert time.monotonic() - began < 90
 
 
 def test_a_store_locked_mid_sweep_stops_it_and_loses_nothing(tiny: Path, tmp_path: Path
