@@ -17,7 +17,10 @@ Exit codes, for scripts and CI:
 - 2: a usage error (bad benchmark file, flag, plugin or store), reported as one
   line before anything trains; also a teacher that fails to train, since no
   board can be built without it.
-- 130: interrupted (Ctrl-C); finished runs are kept and reused next time.
+- 130, 143, 129: stopped by Ctrl-C (SIGINT), SIGTERM or SIGHUP (128 + the signal):
+  the workers are killed within seconds, the sweep's MLflow run ends KILLED, finished
+  runs are kept and reused by the same command run again (one line says which). A
+  second Ctrl-C exits at once.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kdbench import __version__, executors, leaderboard
+from kdbench import __version__, executors, interrupts, leaderboard
 from kdbench.errors import KdbenchError
 from kdbench.plugins import Plugins
 from kdbench.progress import Progress
@@ -160,15 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         names = disabled_plugins() | {n.strip() for v in args.disable_plugin for n in v.split(",")}
         os.environ[DISABLE_ENV] = ",".join(sorted(n for n in names if n))
     try:
-        return COMMANDS[args.command](args)
+        with interrupts.handled():
+            return COMMANDS[args.command](args)
     except KdbenchError as error:
         if args.debug:
             raise
         print(f"kdbench: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("kdbench: interrupted; finished runs are saved and will be reused", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        return interrupts.report(stop)
 
 
 def _one_line_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
@@ -244,8 +247,9 @@ class Session:
         why runs that finished before with other code retrain."""
         from kdbench import sweep as sweeps
 
-        reused = {} if self.fresh is True else self.tracker.finished(
-            self.experiment, {r.fingerprint for r in sweep.runs}, self.spec.metrics)
+        known = self.tracker.finished(self.experiment, {r.fingerprint for r in sweep.runs},
+                                      self.spec.metrics)
+        reused = {} if self.fresh is True else dict(known)
         if self.fresh is not True:
             rows = self.fresh or frozenset()
             retrain = {r.fingerprint for r in sweep.runs if r.label in rows}
@@ -257,18 +261,25 @@ class Session:
                 print(f"kdbench: {line}", file=sys.stderr)
         teacher = sweep.teacher
         checkpoint = teacher.job.teacher.checkpoint
-        if teacher.fingerprint in reused and checkpoint and not Path(checkpoint).is_file() \
-                and not self.tracker.restore_checkpoint(reused[teacher.fingerprint].run_id,
-                                                        Path(checkpoint)):
+        if teacher.fingerprint in reused and checkpoint and not \
+                self.tracker.verified_checkpoint(reused[teacher.fingerprint].run_id,
+                                                 Path(checkpoint)):
             del reused[teacher.fingerprint]
         self.fresh = False  # within one invocation, a run trained once is reused after
+        # A run to retrain (--fresh, a bad checkpoint) is reused only from a newer run that
+        # another sweep sharing the store finished meanwhile.
+        stale = {fp: result.run_id for fp, result in known.items() if fp not in reused}
         progress = Progress(workers=getattr(self.executor, "workers", 1))
         self.plugins.register_observer(progress, "kdbench-progress")
         try:
             return sweeps.execute(
                 sweep, self.executor, self.plugins, reused=reused,
                 log=lambda run, result: self.tracker.log(self.experiment, self.sweep_id, run,
-                                                         result))
+                                                         result),
+                settled=lambda fps: {
+                    fp: result for fp, result in self.tracker.finished(
+                        self.experiment, fps, self.spec.metrics).items()
+                    if result.run_id != stale.get(fp)})
         finally:
             self.plugins.unregister_observer(progress)
 

@@ -7,14 +7,13 @@ writes to the tracking store: the driver does, as results arrive.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import multiprocessing as mp
 import os
-import queue
-import traceback
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -78,7 +77,7 @@ class ProcessParams:
 
 
 class Processes:
-    """A pool of worker processes, one per core by default.
+    """Worker processes, one per core by default, each running one job at a time.
 
     The pool never chooses a run's torch threads: each run sets its own
     (``Job.threads``, one unless the sweep says otherwise), so a result is the
@@ -87,6 +86,12 @@ class Processes:
     poorly anyway: on a 2-core machine two single-threaded workers finish a
     sweep faster than one with two threads. Workers are spawned, not forked: a
     forked copy of an initialised torch can deadlock in OpenMP.
+
+    Each worker has its own pipe and the driver knows which job each one holds,
+    so a worker that dies (the OOM killer's SIGKILL) fails exactly that job:
+    it is replaced and the sweep goes on, where ``concurrent.futures`` breaks
+    the whole pool. When the driver stops (Ctrl-C, SIGTERM, an error), the
+    workers are killed at once: they hold nothing that is not in the driver.
     """
 
     Params = ProcessParams
@@ -97,68 +102,115 @@ class Processes:
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
         if not jobs:
             return
-        workers = max(1, min(self.workers, len(jobs)))
-        if workers == 1:
+        size = max(1, min(self.workers, len(jobs)))
+        if size == 1:
             yield from Serial().map(jobs, progress)
             return
         context = mp.get_context("spawn")
-        events = context.Queue()
-        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
-                                    initargs=(events, os.getpid())) as pool:
-            pending = {pool.submit(_work, i, job): i for i, job in enumerate(jobs)}
+        queued = list(enumerate(jobs))[::-1]  # popped from the end: job 0 first
+        idle: list[_Worker] = []
+        busy: dict[Any, _Worker] = {}  # by connection
+        try:
+            for _ in range(size):
+                idle.append(_Worker(context))
+            while queued or busy:
+                while queued and idle:
+                    worker = idle.pop()
+                    if not worker.process.is_alive():  # killed between two jobs
+                        worker.close()
+                        idle.append(_Worker(context))
+                        continue
+                    worker.start(*queued.pop())
+                    busy[worker.conn] = worker
+                ready = wait([*busy, *(w.process.sentinel for w in busy.values())])
+                for worker in list(busy.values()):
+                    if worker.conn not in ready and worker.process.sentinel not in ready:
+                        continue
+                    done = worker.receive(progress)
+                    if done is not None:
+                        del busy[worker.conn]
+                        idle.append(worker)
+                        yield done
+                    elif not worker.process.is_alive():
+                        del busy[worker.conn]
+                        yield worker.index, worker.death()
+                        worker.close()
+                        if queued:
+                            idle.append(_Worker(context))
+        finally:
+            for worker in [*idle, *busy.values()]:
+                worker.close()
+
+
+class _Worker:
+    """One worker process and the job it holds."""
+
+    def __init__(self, context: Any) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, os.getpid()), daemon=True)
+        self.process.start()
+        child.close()
+        self.index = -1
+
+    def start(self, index: int, job: Job) -> None:
+        self.index = index
+        with contextlib.suppress(OSError):  # it just died: its sentinel tells, and its job fails
+            self.conn.send((index, job))
+
+    def receive(self, progress: Progress) -> tuple[int, RunResult] | None:
+        """Relay the progress it sent; its job's result once it has one."""
+        while True:
             try:
-                while pending:
-                    done, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                    _drain(events, progress)
-                    for future in done:
-                        index = pending.pop(future)
-                        yield index, _result(future)
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-            finally:
-                _drain(events, progress)
+                if not self.conn.poll():
+                    return None
+                kind, index, *payload = self.conn.recv()
+            except (EOFError, OSError):  # it died: the sentinel says so
+                return None
+            if kind == "result":
+                return index, payload[0]
+            progress(index, *payload)
+
+    def death(self) -> RunResult:
+        self.process.join(5)
+        code = self.process.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return RunResult("", "failed", error=f"worker died ({how}) while training this run; "
+                         "it is retried on the next kdbench run")
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
 
 
-_events: Any = None
-_driver = 0
+def _serve(conn: Any, driver: int) -> None:
+    """A worker: train the jobs the driver sends until it closes the pipe."""
+    from kdbench.train import execute
 
-
-def _init(events: Any, driver: int) -> None:
-    global _events, _driver  # the worker's end of the progress queue and its driver, per process
-    _events, _driver = events, driver
+    # The driver decides when to stop and kills its workers; a Ctrl-C in the terminal or a
+    # closed terminal, sent to the whole process group, would otherwise kill them first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # One thread between runs (each run sets its own count), and no inter-op pool: a
     # worker per core would otherwise start a core's worth of idle threads each.
     torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):  # already started by an import: only idle threads
         torch.set_num_interop_threads(1)
-
-
-def _work(index: int, job: Job) -> RunResult:
-    from kdbench.train import execute
-
-    def emit(*event: Any) -> None:
-        # A driver killed without Ctrl-C leaves its pool behind: stop at the next epoch.
-        if os.getppid() != _driver:
-            os._exit(1)
-        _events.put((index, *event))
-
-    return execute(job, emit)
-
-
-def _drain(events: Any, progress: Progress) -> None:
     while True:
         try:
-            index, *event = events.get_nowait()
-        except queue.Empty:
+            index, job = conn.recv()
+        except (EOFError, OSError):
             return
-        progress(index, *event)
 
+        def emit(*event: Any, index: int = index) -> None:
+            # A driver killed with SIGKILL leaves its workers behind: stop at the next epoch.
+            if os.getppid() != driver:
+                os._exit(1)
+            conn.send(("progress", index, *event))
 
-def _result(future: cf.Future) -> RunResult:
-    try:
-        return future.result()
-    except Exception as error:  # a worker that died (out of memory, killed) fails its run only
-        return RunResult("", "failed", error=f"worker failed: {type(error).__name__}: {error}",
-                         traceback="".join(traceback.format_exception(error)))
+        result = execute(job, emit)
+        try:
+            conn.send(("result", index, result))
+        except (BrokenPipeError, OSError):
+            return

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kdbench import identity, train
+from kdbench.claims import Claims
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.executors import Executor
 from kdbench.plugins import Plugins
@@ -214,6 +217,23 @@ def teacher_kind(spec: Spec, plugins: Plugins) -> str:
     return f"{name} from {t.provider} {Path(path).name}" if path else f"{name} ({t.provider})"
 
 
+def _claim(todo: list[Run], claims: Claims | None,
+           settled: Callable[[set[str]], dict[str, RunResult]] | None,
+           results: dict[str, RunResult]) -> tuple[list[Run], list[Run]]:
+    """``(mine, waiting)``: the runs of ``todo`` to train here, and those another process
+    holds; runs that finished elsewhere meanwhile go into ``results``."""
+    if claims is None or settled is None:
+        return todo, []
+    mine = [r for r in todo if claims.take(r.fingerprint)]
+    # Checked after the claim: the holder may have finished the run since the sweep began.
+    done = settled({r.fingerprint for r in mine}) if mine else {}
+    for fp, result in done.items():
+        results[fp] = result
+        claims.release(fp)
+    return ([r for r in mine if r.fingerprint not in done],
+            [r for r in todo if r not in mine])
+
+
 def retrain_reasons(runs: list[Run], previous: dict[str, dict[str, str]]) -> list[str]:
     """Why runs that look like finished ones retrain, one line per row:
     ``"kd: code changed (method: kdbench-extra 1.2.3 -> 1.2.4), 5 runs to retrain"``.
@@ -239,11 +259,18 @@ Progress = Callable[[Run, str, int, int, dict[str, float]], None]
 
 
 def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[Run, RunResult], Any],
-            reused: dict[str, RunResult]) -> dict[str, RunResult]:
+            reused: dict[str, RunResult],
+            settled: Callable[[set[str]], dict[str, RunResult]] | None = None
+            ) -> dict[str, RunResult]:
     """Run what is not in ``reused``, teacher first; ``log`` each new result as it arrives.
 
     The teacher run must succeed before the students start: without it there is
     nothing to distil from.
+
+    With ``settled`` (the FINISHED results among some fingerprints, read from the store
+    now), a run is trained only under its claim (:mod:`kdbench.claims`): one that another
+    process is training is waited for and reused, so sweeps sharing a store and a cache
+    train each run once.
     """
     results = sweep.results
     results.update(reused)
@@ -258,18 +285,39 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
         teacher.job.teacher.checkpoint is None or Path(teacher.job.teacher.checkpoint).is_file())
     phases = [[teacher]] if not teacher_ready else []
     phases.append([r for r in sweep.students() if r.fingerprint not in results])
-    for batch in phases:
-        if not batch:
-            continue
-        for run in batch:
-            plugins.run_start(run)
-        for index, result in executor.map([r.job for r in batch], progress(batch)):
-            run = batch[index]
-            result.fingerprint = run.fingerprint
-            log(run, result)
-            results[run.fingerprint] = result
-            plugins.run_end(run, result)
-        if batch[0] is teacher and results[teacher.fingerprint].status != "finished":
-            raise KdbenchError(f"the teacher failed to train: {results[teacher.fingerprint].error}")
+    claims = Claims(Path(teacher.job.cache_dir)) if settled is not None else None
+    try:
+        for batch in phases:
+            todo = batch
+            while todo:
+                mine, waiting = _claim(todo, claims, settled, results)
+                if not mine and waiting:
+                    if todo is batch:
+                        print(f"kdbench: {len(waiting)} run(s) are being trained by another "
+                              "kdbench process; waiting for them", file=sys.stderr)
+                    time.sleep(1)
+                for run in mine:
+                    plugins.run_start(run)
+                arriving = executor.map([r.job for r in mine], progress(mine))
+                try:
+                    for index, result in arriving:
+                        run = mine[index]
+                        result.fingerprint = run.fingerprint
+                        log(run, result)
+                        results[run.fingerprint] = result
+                        if claims is not None:
+                            claims.release(run.fingerprint)
+                        plugins.run_end(run, result)
+                finally:
+                    # An interrupt or a store error while a result is logged: stop the
+                    # workers now, not when the executor's iterator is collected.
+                    getattr(arriving, "close", lambda: None)()
+                todo = waiting
+            if batch and batch[0] is teacher and results[teacher.fingerprint].status != "finished":
+                raise KdbenchError("the teacher failed to train: "
+                                   f"{results[teacher.fingerprint].error}")
+    finally:
+        if claims is not None:
+            claims.release_all()
     plugins.sweep_end(sweep, results)
     return results

@@ -20,14 +20,21 @@ one writer).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import logging
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kdbench import cachefile, interrupts
 from kdbench.errors import TrackingError
 from kdbench.runs import Run, RunResult
 from kdbench.spec import Spec
@@ -37,6 +44,24 @@ REPORTED = "reported."
 """Prefix of a final value whose key the history also logs per epoch (``val.top1``)."""
 TAG = "kdbench."
 NOTE = "mlflow.note.content"
+CHECKSUM = TAG + "checkpoint_sha256"
+"""The SHA-256 of a teacher run's checkpoint: the cached file must match it to be used."""
+OWNER = TAG + "owner"
+"""``host:pid`` of the driver that writes a run: a RUNNING run whose driver is gone was
+killed (SIGKILL, a second Ctrl-C) and is marked KILLED by the next sweep on that host."""
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _whole(write: Any) -> Any:
+    """A write to the store that a stop signal does not cut in half (:func:`interrupts.deferred`)."""
+    @functools.wraps(write)
+    def whole(*args: Any, **kwargs: Any) -> Any:
+        with interrupts.deferred():
+            return write(*args, **kwargs)
+    return whole
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -57,14 +82,23 @@ class Tracker:
         # MLflow sets its loggers up on import; its INFO lines would bury the progress display.
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # It logs each failed SQL statement with a traceback; kdbench retries and reports it.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
+        database = _sqlite_path(self.uri)
+        if database is not None:
+            _check_sqlite(self.uri, database)
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            self.client.search_experiments(max_results=1)
+            # A new SQLite file gets its schema on first use: one process at a time, or two
+            # sweeps started together both run MLflow's migrations ("duplicate column").
+            with _schema_lock(database):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.client.search_experiments(max_results=1)
         except Exception as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            fix = ("check the file" if database is not None else "start the server")
             raise TrackingError(
-                f"cannot use tracking store {self.uri}: {first[:300]}; start the server, fix "
+                f"cannot use tracking store {self.uri}: {first[:300]}; {fix}, fix "
                 f"--tracking-uri / MLFLOW_TRACKING_URI, or use the default {DEFAULT_URI}"
             ) from None
 
@@ -76,7 +110,14 @@ class Tracker:
         if found is None and not create:
             return None
         if found is None:
-            experiment_id = self.client.create_experiment(spec.name)
+            try:
+                experiment_id = self.client.create_experiment(spec.name)
+            except Exception:
+                # Another sweep created it between the lookup and here.
+                found = self.client.get_experiment_by_name(spec.name)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
         else:
             experiment_id = found.experiment_id
             if found.lifecycle_stage == "deleted":
@@ -87,9 +128,12 @@ class Tracker:
             self.client.set_experiment_tag(experiment_id, NOTE, spec.description)
         return experiment_id
 
+    @_whole
     def start_sweep(self, experiment_id: str, spec: Spec, options: dict[str, Any]) -> str:
+        self.close_abandoned(experiment_id)
         run = self.client.create_run(experiment_id, run_name=f"sweep {spec.name}",
-                                     tags={TAG + "role": "sweep", TAG + "benchmark": spec.name})
+                                     tags={TAG + "role": "sweep", TAG + "benchmark": spec.name,
+                                           OWNER: owner()})
         from mlflow.entities import Param
 
         params = {"benchmark": str(spec.path), "seeds": ",".join(map(str, spec.seeds)),
@@ -99,11 +143,33 @@ class Tracker:
                               params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return run.info.run_id
 
+    @_whole
     def end_sweep(self, sweep_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(sweep_id, status)
+        """End the sweep's run; a sweep that stops (KILLED, FAILED) on a store that cannot be
+        written stays RUNNING, and the next sweep on this host marks it KILLED."""
+        try:
+            _retry(self.client.set_terminated, sweep_id, status)
+        except Exception:
+            if status == "FINISHED":
+                raise
+
+    def close_abandoned(self, experiment_id: str) -> int:
+        """Mark KILLED the RUNNING runs of ``experiment_id`` whose driver on this host is gone
+        (killed with SIGKILL or a second Ctrl-C); how many."""
+        host = socket.gethostname()
+        closed = 0
+        for run in self.client.search_runs([experiment_id], "attributes.status = 'RUNNING'",
+                                           max_results=5000):
+            holder = run.data.tags.get(OWNER, "")
+            where, _, pid = holder.rpartition(":")
+            if where == host and pid.isdigit() and not _alive(int(pid)):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+        return closed
 
     # Runs that group others (``kdbench tune``: a row's tuning, a trial) -------------
 
+    @_whole
     def start_group(self, experiment_id: str, name: str, tags: dict[str, str],
                     params: dict[str, Any] | None = None, parent: str | None = None) -> str:
         """A RUNNING run named ``name`` (nested under ``parent``) that other runs nest under;
@@ -129,6 +195,7 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
         return True
 
+    @_whole
     def log_values(self, run_id: str, metrics: dict[str, float],
                    params: dict[str, Any] | None = None) -> None:
         """Final metrics (step 0) and params of a run; a param logged again must keep its
@@ -139,20 +206,33 @@ class Tracker:
             run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
             params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()])
 
+    @_whole
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.client.log_artifact(run_id, str(path))
 
     # Runs -----------------------------------------------------------------------
 
+    @_whole
     def log(self, experiment_id: str, sweep_id: str | None, run: Run, result: RunResult) -> str:
-        """Write one run with its params, per-epoch metrics, tags and status."""
-        from mlflow.entities import Metric, Param
+        """Write one run with its params, per-epoch metrics, tags and status; a store that
+        stays unwritable (a full disk, a lock another program holds) raises
+        :class:`TrackingError` after the run it had begun is marked KILLED, never left
+        RUNNING, so that the next sweep trains it again."""
+        try:
+            return self._log(experiment_id, sweep_id, run, result)
+        except Exception as error:
+            raise TrackingError(
+                f"cannot write {run.describe()} to tracking store {self.uri}: "
+                f"{_first_line(error)}; the runs written before are kept: free disk space or "
+                "the lock on the store, then run the same command again to train what is "
+                "missing") from None
 
+    def _log(self, experiment_id: str, sweep_id: str | None, run: Run, result: RunResult) -> str:
         tags = {
             TAG + "role": run.role, TAG + "label": run.label, TAG + "method": run.method or "",
             TAG + "seed": str(run.seed), TAG + "fingerprint": run.fingerprint,
             TAG + "seconds": f"{result.seconds:.2f}",
-            TAG + "student_parameters": str(result.student_parameters),
+            TAG + "student_parameters": str(result.student_parameters), OWNER: owner(),
         }
         if run.spec_fingerprint:
             tags[TAG + "spec_fingerprint"] = run.spec_fingerprint
@@ -161,9 +241,25 @@ class Tracker:
             tags["mlflow.parentRunId"] = sweep_id
         if result.error:
             tags[TAG + "error"] = result.error[:5000]
-        created = self.client.create_run(experiment_id, run_name=f"{run.label} seed {run.seed}",
-                                         tags=tags, start_time=_ms(result.started))
+        if result.checkpoint:
+            tags[CHECKSUM] = cachefile.digest(Path(result.checkpoint))
+        created = _retry(self.client.create_run, experiment_id,
+                         run_name=f"{run.label} seed {run.seed}", tags=tags,
+                         start_time=_ms(result.started))
         run_id = created.info.run_id
+        try:
+            self._fill(run_id, run, result)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(run_id, "KILLED")
+            raise
+        result.run_id = run_id
+        return run_id
+
+    def _fill(self, run_id: str, run: Run, result: RunResult) -> None:
+        """Log ``result`` into the run ``run_id`` just created, and end it."""
+        from mlflow.entities import Metric, Param
+
         job = run.job
         params = {
             "role": run.role, "seed": run.seed, "method": run.method or "",
@@ -193,15 +289,13 @@ class Tracker:
         metrics.append(Metric("seconds", result.seconds, 0, 0))
         param_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, max(len(metrics), len(param_list)), 500):
-            self.client.log_batch(run_id, metrics=metrics[i:i + 500],
-                                  params=param_list[i:i + 500] if i < len(param_list) else [])
+            _retry(self.client.log_batch, run_id, metrics=metrics[i:i + 500],
+                   params=param_list[i:i + 500] if i < len(param_list) else [])
         if result.checkpoint:
-            self.client.log_artifact(run_id, result.checkpoint)
+            _retry(self.client.log_artifact, run_id, result.checkpoint)
         self._log_files(run_id, result.artifacts)
-        self.client.set_terminated(run_id, "FINISHED" if result.status == "finished" else "FAILED",
-                                   end_time=_ms(result.ended))
-        result.run_id = run_id
-        return run_id
+        _retry(self.client.set_terminated, run_id,
+               "FINISHED" if result.status == "finished" else "FAILED", end_time=_ms(result.ended))
 
     def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
         """Log a result's in-memory artifacts (name -> bytes) under their names."""
@@ -211,11 +305,21 @@ class Tracker:
             for name, content in files.items():
                 path = Path(tmp) / Path(name).name
                 path.write_bytes(content)
-                self.client.log_artifact(run_id, str(path))
+                _retry(self.client.log_artifact, run_id, str(path))
 
     def finished(self, experiment_id: str | None, fingerprints: set[str],
                  metrics: tuple[str, ...]) -> dict[str, RunResult]:
         """The latest FINISHED run for each fingerprint that has one, as results."""
+        try:
+            return self._finished(experiment_id, fingerprints, metrics)
+        except Exception as error:
+            raise TrackingError(
+                f"cannot read tracking store {self.uri}: {_first_line(error)}; the runs "
+                "written before are kept: free the lock on the store or restart its server, "
+                "then run the same command again to train what is missing") from None
+
+    def _finished(self, experiment_id: str | None, fingerprints: set[str],
+                  metrics: tuple[str, ...]) -> dict[str, RunResult]:
         found: dict[str, RunResult] = {}
         for r in self._finished_runs(experiment_id):
             fp = r.data.tags.get(TAG + "fingerprint")
@@ -233,8 +337,8 @@ class Tracker:
             return
         token = None
         while True:
-            page = self.client.search_runs(
-                [experiment_id], filter_string="attributes.status = 'FINISHED'",
+            page = _retry(
+                self.client.search_runs, [experiment_id], filter_string="attributes.status = 'FINISHED'",
                 max_results=5000, order_by=["attributes.start_time DESC"], page_token=token)
             yield from page
             token = page.token
@@ -256,16 +360,108 @@ class Tracker:
                                   if k.startswith(prefix)}
         return found
 
-    def restore_checkpoint(self, run_id: str, destination: Path) -> bool:
-        """Download a teacher's checkpoint artifact to ``destination``; ``False`` if absent."""
+    def verified_checkpoint(self, run_id: str | None, path: Path) -> bool:
+        """Whether the teacher checkpoint at ``path`` is the one run ``run_id`` logged: the
+        cached file when its SHA-256 matches the run's, else the run's artifact downloaded
+        over it (said in one line); ``False`` when neither is there (the teacher retrains)."""
+        expected = None
+        if run_id:
+            with contextlib.suppress(Exception):
+                expected = self.client.get_run(run_id).data.tags.get(CHECKSUM)
+        if cachefile.intact(path, expected):
+            return True
+        why = "does not match its checksum" if path.is_file() else "is missing"
+        restored = run_id is not None and self._restore(run_id, path, expected)
+        print(f"kdbench: teacher checkpoint {path} {why}; "
+              + (f"restored it from MLflow run {run_id}" if restored
+                 else "MLflow has no good copy, so the teacher retrains"), file=sys.stderr)
+        return restored
+
+    def _restore(self, run_id: str, destination: Path, expected: str | None) -> bool:
+        """Download run ``run_id``'s checkpoint artifact to ``destination`` if it matches
+        ``expected``."""
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                got = self.client.download_artifacts(run_id, destination.name, tmp)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(got, destination)
+                got = Path(self.client.download_artifacts(run_id, destination.name, tmp))
+                if expected is not None and cachefile.digest(got) != expected:
+                    return False
+                cachefile.write(destination, lambda t: shutil.copyfile(got, t))
             return True
         except Exception:
             return False
+
+
+RETRY_SECONDS = 10.0
+"""How long a write waits out a store that is busy (SQLite locked by another writer, a
+server restarting) before the sweep stops."""
+TRANSIENT = ("database is locked", "connection", "timed out", "temporarily unavailable", "503")
+
+
+def _retry(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, again after a transient store error, for up to
+    :data:`RETRY_SECONDS`."""
+    deadline = time.monotonic() + RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:
+            transient = any(t in str(error).lower() for t in TRANSIENT)
+            if not transient or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; ``None`` for other stores and in-memory."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?")[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _check_sqlite(uri: str, path: Path) -> None:
+    """Refuse, in one line, a SQLite file that cannot be created or written: MLflow would
+    otherwise retry for minutes."""
+    folder = path.parent if str(path.parent) else Path(".")
+    problem = None
+    if path.is_dir():
+        problem = "it is a directory"
+    elif not folder.is_dir():
+        problem = f"the directory {folder} does not exist"
+    elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        problem = "the file is not readable and writable"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"the directory {folder} is not writable (SQLite writes its journal there)"
+    if problem:
+        raise TrackingError(f"cannot use tracking store {uri}: {problem}; give a writable "
+                            f"path in --tracking-uri / MLFLOW_TRACKING_URI, e.g. {DEFAULT_URI}")
+
+
+def _schema_lock(database: Path | None) -> Any:
+    """An inter-process lock for creating ``database``'s schema (none for other stores)."""
+    if database is None:
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    key = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:16]
+    return FileLock(Path(tempfile.gettempdir()) / f"kdbench-schema-{key}.lock", timeout=300)
 
 
 def _final(logged: dict[str, float], metrics: tuple[str, ...]) -> dict[str, float]:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdbench import contract
+from kdbench import cachefile, contract
 from kdbench.contract import BrokenMethod
 from kdbench.data import Dataset, batches, hold_out, seal_test, seal_train
 from kdbench.errors import Incompatible, KdbenchError
@@ -392,11 +392,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     checkpoint = None
     if job.role == "teacher" and job.teacher is not None and job.teacher.checkpoint:
         checkpoint = job.teacher.checkpoint
-        path = Path(checkpoint)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({k: v.cpu() for k, v in student.state_dict().items()}, tmp)
-        tmp.replace(path)
+        cachefile.save({k: v.cpu() for k, v in student.state_dict().items()}, Path(checkpoint))
     return RunResult("", "finished", final, history, time.perf_counter() - start,
                      _size(student), checkpoint, artifacts=artifacts)
 

@@ -481,9 +481,9 @@ class _Session:
         """The teacher's finished run, if MLflow has it and its checkpoint can be had."""
         found = self.tracker.finished(self.experiment, {teacher.fingerprint}, self.spec.metrics)
         checkpoint = teacher.job.teacher.checkpoint
-        if teacher.fingerprint in found and checkpoint and not Path(checkpoint).is_file() \
-                and not self.tracker.restore_checkpoint(found[teacher.fingerprint].run_id,
-                                                        Path(checkpoint)):
+        if teacher.fingerprint in found and checkpoint and not \
+                self.tracker.verified_checkpoint(found[teacher.fingerprint].run_id,
+                                                 Path(checkpoint)):
             return {}
         return found
 

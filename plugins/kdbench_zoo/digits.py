@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdbench import cachefile
 from kdbench.data import Dataset
 from kdbench.params import bounded
 
@@ -70,14 +71,7 @@ def _cached(name: str, params: DigitsParams | MNIST5kParams, cache_dir: Path,
             source) -> Dataset:
     key = hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"{name}-{key}.pt"
-    if path.exists():
-        tensors = torch.load(path, weights_only=True)
-    else:
-        tensors = _split(*source(), params)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(tensors, tmp)
-        tmp.replace(path)
+    tensors = cachefile.load_or_build(path, lambda: _split(*source(), params), name)
     return Dataset(name, tensors["x"], tensors["y"], tensors["x_test"], tensors["y_test"],
                    num_classes=10)
 

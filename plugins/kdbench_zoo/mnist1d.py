@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from kdbench import cachefile
 from kdbench.data import Dataset
 from kdbench.params import bounded
 
@@ -68,14 +69,7 @@ def load(params: MNIST1DParams, cache_dir: Path) -> Dataset:
     generator = {k: v for k, v in asdict(params).items() if k in GENERATOR_KEYS}
     key = hashlib.sha256(json.dumps(generator, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"mnist1d-{key}.pt"
-    if path.exists():
-        tensors = torch.load(path, weights_only=True)
-    else:
-        tensors = _generate(params)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(tensors, tmp)
-        tmp.replace(path)
+    tensors = cachefile.load_or_build(path, lambda: _generate(params), "MNIST-1D")
     augment = functools.partial(random_crop, pad=params.pad) if params.augment == "crop" else None
     return Dataset("mnist1d", tensors["x"], tensors["y"], tensors["x_test"], tensors["y_test"],
                    num_classes=10, augment=augment)
