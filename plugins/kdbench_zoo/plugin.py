@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import kdbench
 from kdbench.registry import Register
-from kdbench_zoo import cnn1d, cnn2d, digits, mlp, mnist1d
+from kdbench_zoo import (
+    cnn1d,
+    cnn2d,
+    digits,
+    mlp,
+    mnist1d,
+    mobilenetv2,
+    preact_resnet,
+    resnet_cifar,
+    seed001,
+    seed002,
+    shufflenet,
+    torchvision_models,
+    vgg,
+    wrn,
+)
 
 
 @kdbench.hookimpl
@@ -21,3 +36,18 @@ def kdbench_students(register: Register) -> None:
     register("mlp", mlp.mlp, params=mlp.MLPParams)
     register("cnn2d", cnn2d.cnn2d, params=cnn2d.CNN2DParams)
     register("cnn2d_small", cnn2d.cnn2d_small, params=cnn2d.SmallCNN2DParams)
+    # The CRD benchmark's CIFAR networks (Tian et al. ICLR 2020), the seeds' networks, and
+    # torchvision's ImageNet classifiers as tv:<name>.
+    for name, factory in {**resnet_cifar.MODELS, **wrn.MODELS, **vgg.MODELS}.items():
+        register(name, factory)
+    register("mobilenetv2", mobilenetv2.mobilenetv2, params=mobilenetv2.MobileNetV2Params)
+    register("shufflenetv1", shufflenet.shufflenetv1)
+    register("shufflenetv2", shufflenet.shufflenetv2)
+    register("resnet18_cifar", resnet_cifar.resnet18_cifar)
+    register("resnet164", preact_resnet.resnet164)
+    register("cnn3_seed001", seed001.cnn3_seed001, params=seed001.CNN3Params)
+    register("mlp2_seed001", seed001.mlp2_seed001, params=seed001.MLP2Params)
+    register("cnn_ensemble_seed001", seed001.cnn_ensemble_seed001, params=seed001.EnsembleParams)
+    register("cnn_seed002", seed002.cnn_seed002)
+    for name, factory in torchvision_models.models().items():
+        register(name, factory)
