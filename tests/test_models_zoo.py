@@ -50,6 +50,8 @@ PUBLISHED = [
                       ("resnet32x4", 7.43), ("wrn_16_2", 0.70), ("wrn_40_1", 0.57),
                       ("wrn_40_2", 2.25), ("vgg8", 3.96), ("vgg13", 9.46),
                       ("mobilenetv2", 0.81), ("shufflenetv1", 0.95), ("shufflenetv2", 1.36))],
+    # Liu's pytorch-cifar VGG16 (BN, 5 pools, one linear): 14.73M weights for CIFAR-10.
+    ("vgg16_seed001", CIFAR10, 14.73, 0.01, 0, "kuangliu/pytorch-cifar VGG16"),
     # Liu's pytorch-cifar ResNet-18 (seed 002 cites it): 11,173,962 weights for CIFAR-10.
     ("resnet18_cifar", CIFAR10, 11.173962, 5e-7, 0, "kuangliu/pytorch-cifar ResNet18"),
     # PyTorch's CIFAR-10 tutorial network (seed 002's Student1): 456 + 2,416 + 48,120 +
@@ -147,3 +149,43 @@ def test_torchvision_models_have_taps_and_refuse_grey_images(plugins: Plugins) -
         assert tap.spatial and len(tap.stages) >= 4 and tap.logits == (10,)
     with pytest.raises(PluginError, match="3-channel"):
         build(plugins, "tv:resnet18", MNIST)
+
+
+# Weight names of the authors' code, read from RepDistiller's models/ and seed 002's
+# network.py: their released checkpoints load into kdbench's models as they are.
+AUTHORS_KEYS = {
+    "resnet8": ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight",
+                "layer2.0.downsample.0.weight", "layer3.0.downsample.1.bias", "fc.weight"),
+    "resnet8x4": ("layer1.0.downsample.0.weight",),
+    "wrn_16_2": ("conv1.weight", "block1.layer.0.bn1.weight", "block1.layer.0.convShortcut.weight",
+                 "block3.layer.1.conv2.weight", "bn1.weight", "fc.bias"),
+    "vgg13": ("block0.0.weight", "block0.1.weight", "block0.3.weight", "block4.4.running_var",
+              "classifier.weight"),
+    "mobilenetv2": ("conv1.0.weight", "blocks.0.0.conv.0.weight", "blocks.6.0.conv.7.weight",
+                    "conv2.1.weight", "classifier.0.weight"),
+    "resnet18_cifar": ("conv1.weight", "layer2.0.shortcut.0.weight", "layer4.1.bn2.bias",
+                       "linear.weight"),
+    "cnn_seed002": ("conv1.weight", "conv2.bias", "fc1.weight", "fc2.weight", "fc3.bias"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTHORS_KEYS))
+def test_weights_are_named_as_in_the_authors_checkpoints(plugins: Plugins, name: str) -> None:
+    keys = set(build(plugins, name, CIFAR100, device="meta").state_dict())
+    assert set(AUTHORS_KEYS[name]) <= keys
+    # No weight under a kdbench-only name: a checkpoint of the authors' code fits exactly.
+    assert not {k for k in keys if k.startswith(("stem", "head", "shortcut."))}
+
+
+def test_a_repdistiller_style_checkpoint_loads(plugins: Plugins, tmp_path) -> None:
+    """RepDistiller saves ``{"model": state_dict, "epoch": ...}``; the seeds
+    ``{"state_dict": ...}``: both load through the checkpoint provider's loader."""
+    from kdbench.teacher import load_state
+
+    source = build(plugins, "resnet8", CIFAR100)
+    for key in ("model", "state_dict"):
+        path = tmp_path / f"{key}.pth"
+        torch.save({key: source.state_dict(), "epoch": 240}, path)
+        torch.manual_seed(1)
+        target = load_state(path, build(plugins, "resnet8", CIFAR100))
+        assert torch.equal(target.fc.weight, source.fc.weight)

@@ -10,7 +10,9 @@ convolution, and strides adapted to 32×32 images: the stride-2 stem, then strid
 authors' code (convolutions N(0, 2 / (k² · out_channels)), classifier N(0, 0.01)).
 
 Taps: the ends of the four resolution stages RepDistiller reads (``blocks.1``, ``blocks.2``,
-``blocks.4``, ``blocks.6``) and the pooled features (``flatten``).
+``blocks.4``, ``blocks.6``) and the pooled features (``flatten``). Weights are named as in
+RepDistiller (``conv1``, ``blocks.2.0.conv.3``, ``conv2``, ``classifier.0``), so its released
+state dicts load as they are.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class MobileNetV2(nn.Module):
                  width: float = 0.5) -> None:
         super().__init__()
         c_in = int(32 * width)
-        self.stem = nn.Sequential(*conv_bn(in_channels, c_in, 3, stride=2))
+        self.conv1 = nn.Sequential(*conv_bn(in_channels, c_in, 3, stride=2))
         groups = []
         for t, c, n, s in SETTING:
             c_out = int(c * width)
@@ -69,10 +71,10 @@ class MobileNetV2(nn.Module):
             groups.append(nn.Sequential(*layers))
         self.blocks = nn.Sequential(*groups)
         last = int(1280 * width) if width > 1.0 else 1280
-        self.head = nn.Sequential(*conv_bn(c_in, last, 1))
+        self.conv2 = nn.Sequential(*conv_bn(c_in, last, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
-        self.classifier = nn.Linear(last, num_classes)
+        self.classifier = nn.Sequential(nn.Linear(last, num_classes))
         self.taps = TapPoints(embedding="flatten",
                               stages=("blocks.1", "blocks.2", "blocks.4", "blocks.6"))
         for m in self.modules():
@@ -84,7 +86,7 @@ class MobileNetV2(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.head(self.blocks(self.stem(as_image(x))))
+        x = self.conv2(self.blocks(self.conv1(as_image(x))))
         return self.classifier(self.flatten(self.pool(x)))
 
 

@@ -11,6 +11,9 @@ also right on 28×28 and 64×64 inputs.
 
 Taps: the output of each stage (``layer1``-``layer3``, after the last block's ReLU, as
 RepDistiller's ``feat[1:4]``) and the pooled features (``flatten``).
+
+Weights are named as in RepDistiller (``conv1``, ``bn1``, ``layer1.0.downsample.0``, ``fc``),
+so its released teachers' state dicts load as they are.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     """Two conv3×3-BN, the shortcut added before the last ReLU (He et al. 2016, Fig. 2)."""
 
+    projection = "downsample"
+    """The attribute of the 1×1 projection: its weights' name in the checkpoints."""
+
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = conv3x3(c_in, c_out, stride)
@@ -37,14 +43,21 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.relu = nn.ReLU(inplace=True)
         # Option B of the paper (projection where the shape changes), as RepDistiller.
-        self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                                      nn.BatchNorm2d(c_out)) \
-            if stride != 1 or c_in != c_out else nn.Identity()
+        setattr(self, self.projection,
+                nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                              nn.BatchNorm2d(c_out)) if stride != 1 or c_in != c_out else None)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        shortcut = getattr(self, self.projection)
+        return self.relu(out + (x if shortcut is None else shortcut(x)))
+
+
+class LiuBlock(BasicBlock):
+    """The same block as Liu's ``pytorch-cifar`` names it (its projection is ``shortcut``)."""
+
+    projection = "shortcut"
 
 
 class CifarResNet(nn.Module):
@@ -56,8 +69,9 @@ class CifarResNet(nn.Module):
         if (depth - 2) % 6:
             raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (8, 14, 20, ...), got {depth}")
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(conv3x3(in_channels, widths[0]), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU(inplace=True))
+        self.conv1 = conv3x3(in_channels, widths[0])
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
         c_in = widths[0]
         for i, (width, stride) in enumerate(zip(widths[1:], (1, 2, 2), strict=True)):
             blocks = [BasicBlock(c_in, width, stride)] + \
@@ -73,7 +87,7 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(as_image(x))
+        x = self.relu(self.bn1(self.conv1(as_image(x))))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.flatten(self.pool(x)))
 
@@ -112,27 +126,31 @@ class ResNet18Cifar(nn.Module):
     ``knowledge-distillation-pytorch``): 11.2M weights for 10 classes.
 
     Taps: each stage's output (``layer1``-``layer4``) and the pooled features (``flatten``).
+    Weights are named as in the seed (``conv1``, ``layer2.0.shortcut.0``, ``linear``), so its
+    checkpoints (``{"state_dict": ...}``) load as they are.
     """
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.stem = nn.Sequential(conv3x3(in_channels, 64), nn.BatchNorm2d(64),
-                                  nn.ReLU(inplace=True))
+        self.conv1 = conv3x3(in_channels, 64)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
         c_in = 64
         for i, (width, stride) in enumerate(zip((64, 128, 256, 512), (1, 2, 2, 2),
                                                 strict=True)):
-            self.add_module(f"layer{i + 1}", nn.Sequential(BasicBlock(c_in, width, stride),
-                                                           BasicBlock(width, width)))
+            self.add_module(f"layer{i + 1}", nn.Sequential(LiuBlock(c_in, width, stride),
+                                                           LiuBlock(width, width)))
             c_in = width
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(c_in, num_classes)
+        self.linear = nn.Linear(c_in, num_classes)
         self.taps = TapPoints(embedding="flatten",
                               stages=("layer1", "layer2", "layer3", "layer4"))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.layer2(self.layer1(self.stem(as_image(x))))
-        return self.fc(self.flatten(self.pool(self.layer4(self.layer3(x)))))
+        x = self.relu(self.bn1(self.conv1(as_image(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.linear(self.flatten(self.pool(x)))
 
 
 def resnet18_cifar(params: None, info: DataInfo) -> ResNet18Cifar:

@@ -9,7 +9,9 @@ shortcut, as in the authors' code. Convolutions start from N(0, 2 / (k² · out_
 the authors' initialisation.
 
 Taps: the output of each stage (``block1``-``block3``, before the next BN-ReLU, as
-RepDistiller's ``feat[1:4]``) and the pooled features (``flatten``).
+RepDistiller's ``feat[1:4]``) and the pooled features (``flatten``). Weights are named as in
+RepDistiller (``block1.layer.0.convShortcut``, ``bn1``, ``fc``), so its released teachers'
+state dicts load as they are.
 """
 
 from __future__ import annotations
@@ -33,13 +35,24 @@ class PreActBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.relu = nn.ReLU()
-        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) \
+        self.convShortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) \
             if c_in != c_out or stride != 1 else None
 
     def forward(self, x: Tensor) -> Tensor:
         a = self.relu(self.bn1(x))
         out = self.conv2(self.relu(self.bn2(self.conv1(a))))
-        return out + (x if self.shortcut is None else self.shortcut(a))
+        return out + (x if self.convShortcut is None else self.convShortcut(a))
+
+
+class Stage(nn.Module):
+    """A stage of blocks, under ``layer`` as in the authors' code (``NetworkBlock``)."""
+
+    def __init__(self, blocks: list[PreActBlock]) -> None:
+        super().__init__()
+        self.layer = nn.Sequential(*blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer(x)
 
 
 class WideResNet(nn.Module):
@@ -52,11 +65,11 @@ class WideResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         c_in = 16
         for i, (width, stride) in enumerate(zip(widths, (1, 2, 2), strict=True)):
-            self.add_module(f"block{i + 1}", nn.Sequential(
-                PreActBlock(c_in, width, stride), *[PreActBlock(width, width, 1)
-                                                   for _ in range(n - 1)]))
+            self.add_module(f"block{i + 1}", Stage(
+                [PreActBlock(c_in, width, stride), *[PreActBlock(width, width, 1)
+                                                    for _ in range(n - 1)]]))
             c_in = width
-        self.bn = nn.BatchNorm2d(c_in)
+        self.bn1 = nn.BatchNorm2d(c_in)
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
@@ -72,7 +85,7 @@ class WideResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(as_image(x))
         x = self.block3(self.block2(self.block1(x)))
-        return self.fc(self.flatten(self.pool(self.relu(self.bn(x)))))
+        return self.fc(self.flatten(self.pool(self.relu(self.bn1(x)))))
 
 
 def _factory(depth: int, k: int):
