@@ -82,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto",
                        help="cpu, cuda or auto (default); part of each run's identity, so "
                        "`leaderboard` finds the runs trained on the same device")
+    _accel_flags(bench)
     bench.add_argument("--family", choices=["benchmark", "shown"], default="benchmark",
                        help="what the correction runs over: every row of the benchmark file "
                        "(default), or only the rows --methods shows, which can flip verdicts")
@@ -143,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     recipe.add_argument("--tracking-uri", metavar="URI")
     recipe.add_argument("--cache-dir", type=Path, default=None)
     recipe.add_argument("--device", default="auto")
+    _accel_flags(recipe)
     recipe.add_argument("--workers", type=int, metavar="N")
     recipe.add_argument("--executor", metavar="NAME")
     recipe.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
@@ -212,7 +214,29 @@ def writable_dir(path: Path, flag: str = "--out") -> None:
 
 def _spec(args: argparse.Namespace, plugins: Plugins) -> Spec:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    return load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
+    spec = load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
+    return _accelerated(args, spec)
+
+
+def _accel_flags(parser: argparse.ArgumentParser) -> None:
+    """``--amp``, ``--channels-last``, ``--compile`` (:mod:`kdbench.accel`)."""
+    parser.add_argument("--amp", choices=["off", "bf16"], default="off",
+                        help="bf16: forward passes under bfloat16 autocast, losses in float32 "
+                        "(default off); part of each run's identity")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="convolutions in channels-last memory order; part of each run's "
+                        "identity")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the student and teacher (needs a C++ compiler on "
+                        "CPU, triton on CUDA); part of each run's identity")
+
+
+def _accelerated(args: argparse.Namespace, spec: Spec) -> Spec:
+    """``spec`` with the device settings of the command line."""
+    from kdbench import accel
+
+    return replace(spec, accel=accel.configured(_device(args.device), args.amp,
+                                                args.channels_last, args.compile))
 
 
 def _device(name: str) -> str:
@@ -617,7 +641,7 @@ def cmd_check_recipe(args: argparse.Namespace) -> int:
     from kdbench.tracking import Tracker
 
     plugins = Plugins.load(strict=args.strict_plugins)
-    spec = load(args.benchmark, plugins)
+    spec = _accelerated(args, load(args.benchmark, plugins))
     budgets = convergence.parse_budgets(args.budgets)
     device = _device(args.device)
     tracker = Tracker(args.tracking_uri)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kdbench.accel import Accel
 from kdbench.spec import Component, Protocol, Recipe
 
 Role = Literal["teacher", "baseline", "method"]
@@ -47,6 +48,9 @@ class Job:
     evaluate_test: bool = True
     """Whether the run reads the test split (once, at the end). ``False`` (tuning) seals it:
     any use raises, and the result has no test metrics."""
+    accel: Accel = field(default_factory=Accel)
+    """bf16 autocast, channels-last, ``torch.compile`` (:mod:`kdbench.accel`); part of the
+    run's identity, like ``device``."""
     metric: str = ""
     """The metric that picks the reported epoch under ``protocol.epoch = "best"`` and whose
     ``val.gain`` is reported; empty: the first of ``metrics``."""

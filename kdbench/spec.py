@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kdbench import grid
+from kdbench.accel import Accel
 from kdbench.errors import KdbenchError, SpecError
 from kdbench.params import (
     MAX_EPOCHS,
@@ -176,6 +177,9 @@ class Spec:
     when ``--methods`` shows fewer (0: ``len(methods)``)."""
     protocol: Protocol = Protocol()
     """The ``[protocol]`` table: the validation split and the epoch rule."""
+    accel: Accel = field(default_factory=Accel)
+    """How runs use the device (``--amp``, ``--channels-last``, ``--compile``;
+    :mod:`kdbench.accel`): set from the command line, never from the file."""
     tuning: str = ""
     """How the rows' settings were chosen, as the leaderboard states it: ``tuned, 20 trials
     each on 2 seeds (validation)`` in a file ``kdbench tune`` wrote (:mod:`kdbench.tuning`);

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import identity, train
+from kdbench.accel import Accel
 from kdbench.claims import Claims
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.executors import Executor
@@ -98,13 +99,15 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                    dataset=spec.dataset, model=t.model if teacher_role else spec.student,
                    recipe=t.recipe if teacher_role else spec.recipe, teacher=ref,
                    metrics=spec.metrics, cache_dir=str(cache_dir), device=device,
-                   protocol=spec.protocol, metric=spec.metric, evaluate_test=reads_test)
+                   accel=spec.accel, protocol=spec.protocol, metric=spec.metric, evaluate_test=reads_test)
 
     def identify(job: Job, code_ids: dict[str, str], teacher: tuple[str, str] | None = None,
                  **parts: Any) -> tuple[str, str]:
         """``(fingerprint, spec fingerprint)`` of a run of ``job``."""
         parts.update(metrics=job.metrics, device=job.device, threads=job.threads,
                      protocol=job.protocol, evaluate_test=job.evaluate_test, rank=job.metric)
+        if job.accel != Accel():  # absent when off, so fp32 runs keep their fingerprints
+            parts.update(accel=job.accel)
         if teacher is None:
             return fingerprint(**parts, code=code_ids), fingerprint(**parts)
         return (fingerprint(**parts, code=code_ids, teacher=teacher[0]),

@@ -64,8 +64,12 @@ def load_state(path: Path, model: nn.Module) -> nn.Module:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise KdbenchError(f"cannot read teacher checkpoint {path}: {error}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    # Training scripts wrap the weights: {"state_dict": ...} (the seeds), {"model": ...}
+    # (RepDistiller's released teachers).
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
@@ -101,7 +105,8 @@ class Trained:
 @dataclass(frozen=True)
 class CheckpointParams:
     path: str = ""
-    """A file written by ``torch.save(model.state_dict())`` (or a dict with ``state_dict``)."""
+    """A file written by ``torch.save(model.state_dict())`` (or a dict holding it under
+    ``state_dict`` or ``model``)."""
 
 
 class Checkpoint:

@@ -14,7 +14,6 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kdbench import accel as accelerate
 from kdbench import cachefile, contract
 from kdbench.contract import BrokenMethod
 from kdbench.data import Dataset, batches, hold_out, seal_test, seal_train
@@ -312,8 +312,12 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     history: list[dict[str, Any]] = []
     updates = 0  # optimiser steps so far: none means a non-finite loss cannot be divergence
     method_name = describe_method(job)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" \
-        else nullcontext()
+    autocast = accelerate.autocast(job.accel, device)
+    for m in (student, teacher):  # after the taps' hooks are on: compile traces them
+        if m is not None:
+            accelerate.prepare(m, job.accel)
+    if extra is not None:  # the method's own modules run in its float32 loss, uncompiled
+        accelerate.prepare(extra, replace(job.accel, compile=False))
 
     def epochs(phase: str, loss_fn: Callable[..., LossTerms], n_epochs: int,
                optimizer: torch.optim.Optimizer, schedule: Any, on_epoch: Callable | None,
@@ -338,10 +342,12 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                 x, y = data.x_train[idx], data.y_train[idx]
                 if data.augment is not None:
                     x = data.augment(x, generator)
+                x = accelerate.batch(x, job.accel)
                 with autocast:
                     s = s_tapped(x) if student_forward else None
                     t = teacher_taps(x, idx)
-                    terms = contract.check_terms(loss_fn(s, t, y, idx), who)
+                s, t = accelerate.fp32(s), accelerate.fp32(t)
+                terms = contract.check_terms(loss_fn(s, t, y, idx), who)
                 total = sum(terms.values())
                 contract.check_total(total, terms, who)
                 if not torch.isfinite(total):

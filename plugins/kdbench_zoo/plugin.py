@@ -4,7 +4,27 @@ from __future__ import annotations
 
 import kdbench
 from kdbench.registry import Register
-from kdbench_zoo import alexnet, cnn1d, cnn2d, digits, estimator, features, lenet, mlp, mnist1d, pretrained
+from kdbench_zoo import (
+    alexnet,
+    cnn1d,
+    cnn2d,
+    digits,
+    estimator,
+    features,
+    lenet,
+    mlp,
+    mnist1d,
+    mobilenetv2,
+    preact_resnet,
+    pretrained,
+    resnet_cifar,
+    seed001,
+    seed002,
+    shufflenet,
+    torchvision_models,
+    vgg,
+    wrn,
+)
 
 
 @kdbench.hookimpl
@@ -25,6 +45,21 @@ def kdbench_students(register: Register) -> None:
     register("lenet5_half", lenet.lenet5_half, params=lenet.LeNet5HalfParams)
     register("alexnet_cifar", alexnet.alexnet_cifar, params=alexnet.AlexNetParams)
     register("alexnet_cifar_half", alexnet.alexnet_cifar_half, params=alexnet.AlexNetHalfParams)
+    # The CRD benchmark's CIFAR networks (Tian et al. ICLR 2020), the seeds' networks, and
+    # torchvision's ImageNet classifiers as tv:<name>.
+    for name, factory in {**resnet_cifar.MODELS, **wrn.MODELS, **vgg.MODELS}.items():
+        register(name, factory)
+    register("mobilenetv2", mobilenetv2.mobilenetv2, params=mobilenetv2.MobileNetV2Params)
+    register("shufflenetv1", shufflenet.shufflenetv1)
+    register("shufflenetv2", shufflenet.shufflenetv2)
+    register("resnet18_cifar", resnet_cifar.resnet18_cifar)
+    register("resnet164", preact_resnet.resnet164)
+    register("cnn3_seed001", seed001.cnn3_seed001, params=seed001.CNN3Params)
+    register("mlp2_seed001", seed001.mlp2_seed001, params=seed001.MLP2Params)
+    register("cnn_ensemble_seed001", seed001.cnn_ensemble_seed001, params=seed001.EnsembleParams)
+    register("cnn_seed002", seed002.cnn_seed002)
+    for name, factory in torchvision_models.models().items():
+        register(name, factory)
 
 
 @kdbench.hookimpl
