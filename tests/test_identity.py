@@ -188,7 +188,7 @@ def test_mlflow_records_training_times_and_the_benchmark_description(
         # The run's MLflow duration is its training time, not the split second of logging.
         assert duration == pytest.approx(trained, abs=0.05), (duration, trained)
     teacher = next(r for r in children if r.data.tags["kdbench.role"] == "teacher")
-    assert float(teacher.data.tags["kdbench.seconds"]) > 0.2  # far longer than logging it
+    assert float(teacher.data.tags["kdbench.seconds"]) > 0.05  # training, not just logging
     students = [r for r in children if r.data.tags["kdbench.role"] != "teacher"]
     assert all(s.info.start_time >= teacher.info.end_time for s in students)
 
