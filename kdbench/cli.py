@@ -79,6 +79,10 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto",
                        help="cpu, cuda or auto (default); part of each run's identity, so "
                        "`leaderboard` finds the runs trained on the same device")
+    bench.add_argument("--batch-runs", type=_batch_runs, default=0, metavar="N|off|auto",
+                       help="train N seeds of a row at once as one stacked model (auto, the "
+                       "default: every seed of a row where the student is small and the "
+                       "method allows; off: one by one); part of each run's identity")
     bench.add_argument("--family", choices=["benchmark", "shown"], default="benchmark",
                        help="what the correction runs over: every row of the benchmark file "
                        "(default), or only the rows --methods shows, which can flip verdicts")
@@ -209,7 +213,18 @@ def writable_dir(path: Path, flag: str = "--out") -> None:
 
 def _spec(args: argparse.Namespace, plugins: Plugins) -> Spec:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    return load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
+    spec = load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
+    return replace(spec, batch_runs=getattr(args, "batch_runs", 0))
+
+
+def _batch_runs(value: str) -> int:
+    """``--batch-runs``: ``auto`` 0, ``off`` 1, else a count of at least 1."""
+    if value in ("auto", "off"):
+        return 0 if value == "auto" else 1
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected a number of runs (1 or more), off or auto, "
+                                     f"got {value!r}")
 
 
 def _device(name: str) -> str:

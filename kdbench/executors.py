@@ -31,7 +31,12 @@ Progress = Callable[[int, str, int, int, dict[str, float]], None]
 
 class Executor(Protocol):
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
-        """Execute ``jobs``; yield ``(index, result)`` in completion order."""
+        """Execute ``jobs``; yield ``(index, result)`` in completion order.
+
+        An executor that sets ``groups = True`` also receives :class:`~kdbench.runs.Group`
+        units (seeds trained as one stacked model): it calls
+        :func:`kdbench.batched.execute_unit` on each unit, forwards its progress events as
+        they come, and yields the list of results it returns for a group."""
         ...
 
 
@@ -60,12 +65,13 @@ class Serial:
     """Runs one job after another in this process."""
 
     Params = SerialParams
+    groups = True
 
     def __init__(self, params: SerialParams | None = None) -> None:
         pass
 
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
-        from kdbench.train import execute
+        from kdbench.batched import execute_unit as execute
 
         for i, job in enumerate(jobs):
             yield i, execute(job, lambda *event, i=i: progress(i, *event))
@@ -90,6 +96,7 @@ class Processes:
     """
 
     Params = ProcessParams
+    groups = True
 
     def __init__(self, params: ProcessParams) -> None:
         self.workers = params.workers or os.cpu_count() or 1
@@ -136,7 +143,7 @@ def _init(events: Any, driver: int) -> None:
 
 
 def _work(index: int, job: Job) -> RunResult:
-    from kdbench.train import execute
+    from kdbench.batched import execute_unit as execute
 
     def emit(*event: Any) -> None:
         # A driver killed without Ctrl-C leaves its pool behind: stop at the next epoch.

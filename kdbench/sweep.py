@@ -95,11 +95,17 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                    metrics=spec.metrics, cache_dir=str(cache_dir), device=device,
                    protocol=spec.protocol, metric=spec.metric, evaluate_test=reads_test)
 
+    stackable = _stackable(spec, plugins, cache_dir)
+
     def identify(job: Job, code_ids: dict[str, str], teacher: tuple[str, str] | None = None,
                  **parts: Any) -> tuple[str, str]:
         """``(fingerprint, spec fingerprint)`` of a run of ``job``."""
         parts.update(metrics=job.metrics, device=job.device, threads=job.threads,
                      protocol=job.protocol, evaluate_test=job.evaluate_test, rank=job.metric)
+        if job.engine != "plain":
+            # Stacked and plain runs agree only up to rounding (kdbench.batched).
+            parts.update(engine=job.engine)
+            code_ids = {**code_ids, "batched": batched_code()}
         if teacher is None:
             return fingerprint(**parts, code=code_ids), fingerprint(**parts)
         return (fingerprint(**parts, code=code_ids, teacher=teacher[0]),
@@ -119,22 +125,58 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                   teacher_fps[1], teacher_code)
     runs = [teacher]
     for seed in spec.seeds:
-        baseline = job("baseline", None, {}, seed, ref)
+        baseline = stackable(job("baseline", None, {}, seed, ref))
         fp, bare = identify(baseline, student_code, teacher_fps, role="baseline",
                             dataset=spec.dataset, student=spec.student, recipe=spec.recipe,
                             seed=seed)
-        runs.append(Run("baseline", "baseline", seed, fp, baseline, bare, student_code))
+        runs.append(Run("baseline", "baseline", seed, fp, baseline, bare,
+                        _with_batched(student_code, baseline)))
 
     _check_methods(spec, plugins, cache_dir, ref)
     for row in spec.methods:
         method_code = {**student_code, "method": code("methods", row.method)}
         for seed in spec.seeds:
-            distil = job("method", row.method, row.params, seed, ref)
+            distil = stackable(job("method", row.method, row.params, seed, ref))
             fp, bare = identify(distil, method_code, teacher_fps, role="method",
                                 method=row.method, params=row.params, dataset=spec.dataset,
                                 student=spec.student, recipe=spec.recipe, seed=seed)
-            runs.append(Run("method", row.label, seed, fp, distil, bare, method_code))
+            runs.append(Run("method", row.label, seed, fp, distil, bare,
+                            _with_batched(method_code, distil)))
     return Sweep(spec, teacher, runs)
+
+
+def batched_code() -> str:
+    """The code of the stacked engine, part of a stacked run's identity."""
+    return str(identity.CodeId("kdbench", identity.kdbench_code().version,
+                               identity.source_sha256(("kdbench.batched",))))
+
+
+def _with_batched(code: dict[str, str], job: Job) -> dict[str, str]:
+    return {**code, "batched": batched_code()} if job.engine != "plain" else code
+
+
+def _stackable(spec: Spec, plugins: Plugins, cache_dir: Path) -> Callable[[Job], Job]:
+    """``job -> job`` with ``engine = "stacked"`` where its row's seeds train as one stacked
+    model (``spec.batch_runs``: 1 never; 0 where the student is small; N always), and the
+    method allows it (:func:`kdbench.batched.method_batchable`)."""
+    from kdbench import batched
+
+    if spec.batch_runs == 1 or len(spec.seeds) < 2:
+        return lambda job: job
+    if spec.batch_runs == 0:
+        data = train.dataset(spec.dataset, str(cache_dir))
+        size = sum(p.numel() for p in train.build_model(spec.student, data).parameters())
+        if size > batched.AUTO_MAX_PARAMETERS:
+            return lambda job: job
+    allowed: dict[str, bool] = {}
+
+    def stackable(job: Job) -> Job:
+        key = json.dumps([job.method, job.method_params], sort_keys=True, default=str)
+        if key not in allowed:
+            allowed[key] = batched.method_batchable(train.make_method(job))
+        return replace(job, engine=batched.ENGINE) if allowed[key] else job
+
+    return stackable
 
 
 def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, ref: TeacherRef) -> None:
@@ -185,6 +227,18 @@ def retrain_reasons(runs: list[Run], previous: dict[str, dict[str, str]]) -> lis
 Progress = Callable[[Run, str, int, int, dict[str, float]], None]
 
 
+def batched_size(sweep: Sweep, executor: Executor) -> int:
+    """Runs per stacked group; refuses an executor that cannot train groups when the plan
+    has stacked runs (it would train them one by one under a stacked run's identity)."""
+    from kdbench import batched
+
+    if any(r.job.engine != "plain" for r in sweep.runs) and not getattr(executor, "groups",
+                                                                          False):
+        raise KdbenchError(f"executor {type(executor).__name__} cannot train runs stacked "
+                           "(it has no `groups = True`); use --batch-runs off")
+    return batched.group_size(sweep.spec.batch_runs, len(sweep.spec.seeds))
+
+
 def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[Run, RunResult], Any],
             reused: dict[str, RunResult]) -> dict[str, RunResult]:
     """Run what is not in ``reused``, teacher first; ``log`` each new result as it arrives.
@@ -192,13 +246,21 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
     The teacher run must succeed before the students start: without it there is
     nothing to distil from.
     """
+    from kdbench import batched
+
     results = sweep.results
     results.update(reused)
     plugins.sweep_start(sweep)
 
-    def progress(batch: list[Run]) -> Callable[..., None]:
-        return lambda i, phase, epoch, epochs, metrics: plugins.epoch_end(
-            batch[i], phase, epoch, epochs, metrics)
+    size = batched_size(sweep, executor)
+
+    def progress(batch: list[Run], members: list[list[int]]) -> Callable[..., None]:
+        def on(i: int, *event: Any) -> None:
+            # A group's events name its member first (kdbench.batched.execute_unit).
+            member, event = (event[0], event[1:]) if batch[members[i][0]].job.engine != \
+                "plain" else (0, event)
+            plugins.epoch_end(batch[members[i][member]], *event)
+        return on
 
     teacher = sweep.teacher
     teacher_ready = teacher.fingerprint in results and (
@@ -210,12 +272,15 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
             continue
         for run in batch:
             plugins.run_start(run)
-        for index, result in executor.map([r.job for r in batch], progress(batch)):
-            run = batch[index]
-            result.fingerprint = run.fingerprint
-            log(run, result)
-            results[run.fingerprint] = result
-            plugins.run_end(run, result)
+        members, units = batched.units([r.job for r in batch], size)
+        for index, outcome in executor.map(units, progress(batch, members)):
+            for member, result in zip(members[index], outcome if isinstance(outcome, list)
+                                      else [outcome], strict=True):
+                run = batch[member]
+                result.fingerprint = run.fingerprint
+                log(run, result)
+                results[run.fingerprint] = result
+                plugins.run_end(run, result)
         if batch[0] is teacher and results[teacher.fingerprint].status != "finished":
             raise KdbenchError(f"the teacher failed to train: {results[teacher.fingerprint].error}")
     plugins.sweep_end(sweep, results)
