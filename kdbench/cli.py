@@ -96,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
                      help="worker processes (default: one per core)")
     run.add_argument("--executor", metavar="NAME", help="executor plugin (default: the "
                      "benchmark's, else process)")
+    run.add_argument("--address", metavar="HOST:PORT",
+                     help="with --executor ray: the Ray cluster's head (`ray start --head`)")
     run.add_argument("--until-decided", action="store_true",
                      help="add seeds to methods without a verdict until decided (needs "
                      "--max-seeds); each look is tested at an alpha-spending level")
@@ -309,7 +311,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep = sweeps.plan(spec, plugins, cache, device)
 
     executor_name = args.executor or spec.executor.name
-    executor = executors.configured(plugins, spec, args.executor, args.workers, device)
+    executor = executors.configured(plugins, spec, args.executor, args.workers, device,
+                                    args.address)
 
     experiment = tracker.experiment(spec)
     sweep_id = tracker.start_sweep(experiment, spec, {"fresh": args.fresh, "device": device,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from kdbench.errors import KdbenchError
 from kdbench.runs import Job, RunResult
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class Executor(Protocol):
 
 
 def configured(plugins: Plugins, spec: Spec, name: str | None = None, workers: int | None = None,
-               device: str = "cpu") -> Executor:
+               device: str = "cpu", address: str | None = None) -> Executor:
     """The executor a command uses: ``name`` (``--executor``) or the benchmark's ``[executor]``
     with its parameters, ``workers`` (``--workers``) where it takes them, and one worker on a
     GPU, which one process owns."""
@@ -53,6 +54,11 @@ def configured(plugins: Plugins, spec: Spec, name: str | None = None, workers: i
         values["workers"] = workers
     if device != "cpu" and takes_workers:
         values["workers"] = 1
+    if address is not None:  # --address: a cluster executor's (ray's) head
+        if entry.params is None or "address" not in entry.params.__dataclass_fields__:
+            raise KdbenchError(f"--address: executor {executor_name!r} takes no address; "
+                               "use --executor ray")
+        values["address"] = address
     return entry.factory(entry.make_params(values, where=f"executor {executor_name}: "))
 
 
