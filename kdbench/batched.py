@@ -4,18 +4,12 @@ A small student leaves the hardware idle: each step of a few-thousand-parameter 
 a few microseconds of arithmetic behind a fixed cost per operation. Runs that differ only in
 their seed (the same student, dataset, recipe, teacher, method and parameters) are trained
 here together: their parameters are stacked along a new leading dimension
-(:func:`torch.func.stack_module_state`) and one pass computes every run. Two engines:
-
-``grouped``
-    Where the student is made of convolutions, linear layers and channel-wise modules only
-    (the zoo's CNNs and MLPs), a copy of it whose layers are grouped over the runs (run r's
-    channels side by side, ``(B, n·C, ...)``): each convolution and linear layer is one
-    grouped convolution. It is checked against each run's own student on a sample before
-    use. The method's loss runs under :func:`torch.func.vmap` over the runs.
-``vmap``
-    Any other student: :func:`torch.func.vmap` over :func:`torch.func.functional_call` of
-    the student and the method's modules, slower (``vmap`` copies layouts around each
-    convolution) but general.
+(:func:`torch.func.stack_module_state`) and one pass computes every run:
+:func:`torch.func.vmap` over :func:`torch.func.functional_call` of the student, the method's
+modules and its loss, which turns each convolution into one grouped convolution. (A
+hand-grouped copy of the student, grouped convolutions without ``vmap``'s layout copies, was
+1.45× faster forward and backward in isolation but no faster in the whole training loop, on
+a loaded 2-core machine: not kept.)
 
 Nothing else is shared. Each run keeps its own initialisation (built after
 ``torch.manual_seed(seed)``, in the same order as :func:`kdbench.train.execute`), its own
@@ -50,7 +44,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -160,9 +153,9 @@ def _taps_dict(taps: Taps | None) -> dict[str, Any]:
 
 def execute_group(jobs: list[Job], emit: GroupEmit | None = None) -> list[RunResult]:
     """Train the runs of ``jobs`` (one row, seeds differing) at once; one result per job,
-    in order. An error that is not one run's own (a non-finite loss or gradient) fails
-    every run of the group with its one-line reason, as :func:`kdbench.train.execute`
-    would fail each."""
+    in order. A non-finite loss or gradient fails its own run, and the others train again
+    from the start without it; any other error fails every run of the group with its
+    one-line reason, as :func:`kdbench.train.execute` would fail each."""
     if len(jobs) == 1:
         # Stacked runs are bit-identical across group sizes from two up; one alone would
         # take another kernel path, so it trains beside a twin whose result is dropped.
@@ -173,6 +166,14 @@ def execute_group(jobs: list[Job], emit: GroupEmit | None = None) -> list[RunRes
     try:
         torch.set_num_threads(jobs[0].threads)
         results = _execute(jobs, emit or (lambda *_: None), start)
+    except _Restart as restart:
+        # The others start again without the failed runs: a run's numbers never depend on
+        # which of its neighbours diverged (it would be the same up to rounding, not bits).
+        survivors = [i for i in range(len(jobs)) if i not in restart.failed]
+        rest = iter(execute_group([jobs[i] for i in survivors],
+                                  emit and _renumbered(emit, survivors)))
+        results = [restart.failed[i] if i in restart.failed else next(rest)
+                   for i in range(len(jobs))]
     except KdbenchError as error:
         results = [RunResult("", "failed", error=str(error),
                              traceback="".join(traceback.format_exception(error)))
@@ -190,6 +191,18 @@ def execute_group(jobs: list[Job], emit: GroupEmit | None = None) -> list[RunRes
         result.seconds = (time.perf_counter() - start) / len(jobs)
         result.started, result.ended = started, ended
     return results
+
+
+class _Restart(Exception):
+    """Some runs of a group failed and others did not: train the others again alone."""
+
+    def __init__(self, failed: dict[int, RunResult]) -> None:
+        super().__init__(f"{len(failed)} run(s) failed")
+        self.failed = failed
+
+
+def _renumbered(emit: GroupEmit, members: list[int]) -> GroupEmit:
+    return lambda member, *event: emit(members[member], *event)
 
 
 def _first(emit: GroupEmit) -> GroupEmit:
@@ -257,8 +270,7 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
                 if k.startswith("student.")}
     s_buffers = {k.removeprefix("student."): v for k, v in buffers.items()
                  if k.startswith("student.")}
-    stacked = _grouped_engine(students, extras, template.method, s_params, data.x_train[:8],
-                              who) or _vmap_engine(template, params, buffers, who)
+    stacked = _vmap_engine(template, params, buffers, who)
 
     @torch.no_grad()
     def validation_logits() -> Tensor:
@@ -318,6 +330,7 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
                     alive[r] = False
                 if not bool(alive.any()):
                     return [f for f in failed if f is not None]
+                raise _Restart({r: f for r, f in enumerate(failed) if f is not None})
             optimizer.step()
             updates += 1
             if schedule is not None:
@@ -389,125 +402,6 @@ def _vmap_engine(template: _Runner, params: dict[str, Tensor], buffers: dict[str
             template.train()
 
     return _Engine(lambda x, t, y, idx: loss(params, buffers, x, t, y, idx), logits, "vmap")
-
-
-# Parameter-free modules that act on each channel (or each sample) alone: in the grouped
-# layout, where run r's channels sit next to each other, they act on each run alone.
-_CHANNELWISE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.Identity,
-                nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-                nn.AdaptiveAvgPool2d, nn.Flatten, nn.Sequential, nn.ModuleList)
-
-
-class _GroupedConv(nn.Module):
-    """``n`` stacked convolutions as one grouped convolution over ``n·C`` channels."""
-
-    def __init__(self, conv: nn.Conv1d | nn.Conv2d, weight: Tensor, bias: Tensor | None
-                 ) -> None:
-        super().__init__()
-        self.conv, self.weight, self.bias = conv, weight, bias
-        self.fn = F.conv1d if isinstance(conv, nn.Conv1d) else F.conv2d
-
-    def forward(self, x: Tensor) -> Tensor:
-        n = self.weight.shape[0]
-        c = self.conv
-        bias = self.bias.flatten() if self.bias is not None else None
-        return self.fn(x, self.weight.flatten(0, 1), bias, c.stride, c.padding, c.dilation,
-                       c.groups * n)
-
-
-class _GroupedLinear(nn.Module):
-    """``n`` stacked linear layers over features laid out run after run: ``(B, n·in)``."""
-
-    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
-        super().__init__()
-        self.weight, self.bias = weight, bias
-
-    def forward(self, x: Tensor) -> Tensor:
-        n = self.weight.shape[0]
-        # A grouped convolution of kernel 1: its bias gradient sums in the same order
-        # whatever n, unlike bmm's or a broadcast add's (tests/test_batched.py).
-        bias = self.bias.flatten() if self.bias is not None else None
-        return F.conv1d(x.reshape(x.shape[0], -1, 1), self.weight.flatten(0, 1).unsqueeze(-1),
-                        bias, groups=n).flatten(1)
-
-
-def _grouped_engine(students: list[nn.Module], extras: list[nn.Module | None],
-                    method: Method, s_params: dict[str, Tensor], sample: Tensor, who: str
-                    ) -> _Engine | None:
-    """The faster engine where the student is made of convolutions, linear layers and
-    channel-wise modules only (``None`` otherwise): a copy of it whose layers are grouped
-    over the runs (run r's channels next to each other: ``(B, n·C, ...)``), so that one
-    grouped convolution serves every run without ``vmap``'s layout copies. Measured on
-    the default student, forward and backward: 1.45× faster than ``vmap``. It is
-    checked on a sample against each run's own student before it is used: a model whose
-    ``forward`` mixes channels outside these modules fails the check and gets ``vmap``."""
-    if any(e is not None for e in extras) or any(
-            len(list(m.buffers(recurse=False))) for m in students[0].modules()):
-        return None
-    grouped = copy.deepcopy(students[0])
-    for name, module in list(grouped.named_modules()):
-        if isinstance(module, nn.Conv1d | nn.Conv2d) and module.padding_mode == "zeros":
-            layer: nn.Module = _GroupedConv(module, s_params[f"{name}.weight"],
-                                            s_params.get(f"{name}.bias"))
-        elif isinstance(module, nn.Linear):
-            layer = _GroupedLinear(s_params[f"{name}.weight"], s_params.get(f"{name}.bias"))
-        elif isinstance(module, _CHANNELWISE) or module is grouped:
-            continue
-        else:
-            return None
-        parent, _, leaf = name.rpartition(".")
-        setattr(grouped.get_submodule(parent), leaf, layer)
-    n = len(students)
-    tapped = Tapped(grouped, method.needs)
-
-    def to_runs(t: Tensor, b: int) -> Tensor:
-        return t.reshape(b, n, -1, *t.shape[2:]).transpose(0, 1)
-
-    def layout(x: Tensor) -> Tensor:
-        """``(n, B, C, ...)`` or ``(n, B, L)`` to the grouped ``(B, n·C, ...)``."""
-        return x.transpose(0, 1).flatten(1, 2) if x.dim() > 3 else x.transpose(0, 1)
-
-    def taps(x: Tensor) -> dict[str, Any]:
-        b = x.shape[1]
-        out = tapped(layout(x))
-        result: dict[str, Any] = {"logits": to_runs(out.logits, b).flatten(2)}
-        if out.embedding is not None:
-            result["embedding"] = to_runs(out.embedding, b).flatten(2)
-        if out.stages:
-            result["stages"] = [to_runs(s, b) for s in out.stages]
-        return result
-
-    def run_loss(s: dict[str, Any], t: dict[str, Any], y: Tensor, idx: Tensor
-                 ) -> dict[str, Tensor]:
-        student = Taps(s["logits"], s.get("embedding"), s.get("stages", []))
-        teacher = Taps(t["logits"], t.get("embedding"), t.get("stages", [])) if t else None
-        return contract.check_terms(method.loss(student, teacher, y, idx), who)
-
-    losses = vmap(run_loss, randomness="error")
-
-    def logits(x: Tensor) -> Tensor:
-        return to_runs(grouped(layout(x.expand(n, *x.shape))), len(x)).flatten(2)
-
-    try:
-        with torch.no_grad():
-            got = taps(sample.expand(n, *sample.shape))
-            for r, student in enumerate(students):
-                own = Tapped(student, method.needs)
-                try:
-                    want = _taps_dict(own(sample))
-                finally:
-                    own.remove()
-                for key, value in want.items():
-                    for a, b in zip(value if isinstance(value, list) else [value],
-                                    got[key] if isinstance(value, list) else [got[key]],
-                                    strict=True):
-                        if a.shape != b[r].shape or not torch.allclose(a, b[r], rtol=1e-4,
-                                                                        atol=1e-5):
-                            raise ValueError(key)
-    except Exception:  # the model does more than these layers: vmap computes it exactly
-        tapped.remove()
-        return None
-    return _Engine(lambda x, t, y, idx: losses(taps(x), t, y, idx), logits, "grouped")
 
 
 def _stack_taps(teacher_taps: train.TeacherTaps, x: Tensor, idx: Tensor) -> dict[str, Any]:

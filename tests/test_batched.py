@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from conftest import TINY
 
 from kdbench import batched, train
@@ -32,7 +33,9 @@ SEEDS = 3
 @pytest.fixture
 def planned3(tmp_path: Path, plugins, cache_dir: Path):
     path = tmp_path / "tiny3.toml"
-    path.write_text(TINY.replace("seeds = 2", f"seeds = {SEEDS}"))
+    # Random crops: each run draws its own from its own generator, and the teacher sees them.
+    path.write_text(TINY.replace("seeds = 2", f"seeds = {SEEDS}")
+                    .replace("num_samples = 600", 'num_samples = 600\naugment = "crop"'))
     spec = replace(load(str(path), plugins), batch_runs=1)
     sweep = sweeps.plan(spec, plugins, cache_dir)
     if not Path(sweep.teacher.job.teacher.checkpoint).is_file():
@@ -148,3 +151,30 @@ def test_batch_runs_flag_is_checked(tiny, capsys) -> None:
         main(["run", str(tiny), "--batch-runs", "0"])
     assert exit_.value.code == 2
     assert "--batch-runs" in capsys.readouterr().err
+
+
+def test_a_run_that_diverges_fails_alone(planned3, monkeypatch) -> None:
+    """A non-finite loss in one run of a group fails that run with the usual message; the
+    others train on to the numbers they have alone."""
+    jobs = [replace(j, engine="stacked") for j in _jobs(planned3, "baseline")]
+    alone = batched.execute_group([jobs[0], jobs[2]])
+    build = train.build_model
+
+    def poisoned(component, data):
+        model = build(component, data)
+        if component == jobs[0].model:
+            if poisoned.calls == 1:  # the second run's student: a nan weight
+                with torch.no_grad():
+                    next(model.parameters()).view(-1)[0] = float("nan")
+            poisoned.calls += 1
+        return model
+
+    poisoned.calls = 0
+    monkeypatch.setattr(train, "build_model", poisoned)
+    results = batched.execute_group(jobs)
+    assert results[1].status == "failed"
+    assert "non-finite loss term 'ce'" in results[1].error
+    assert "before any update" in results[1].error
+    for a, b in zip([results[0], results[2]], alone, strict=True):
+        assert a.status == "finished"
+        assert a.history == b.history
