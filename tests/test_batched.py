@@ -86,6 +86,35 @@ def test_each_stacked_run_matches_its_unbatched_run(planned3, label: str) -> Non
     assert len({r.history[0]["loss"] for r in stacked}) == SEEDS
 
 
+STACKED_METHODS = ["rkd", "dist", "pkt", "sp", "cc", "at", "vid"]
+"""The other methods that declare ``batchable``: relations of embeddings (RKD, PKT, CC),
+of stage maps (SP, AT), of predictions (DIST), and a method with trainable modules of its
+own (VID's regressors, stacked with the student). Not: DKD (boolean-mask indexing), KD-SVD
+(the signs of a batched SVD differ), NST (agrees only to 1e-3), CRD (an in-place memory
+bank), and the methods with warm-up stages or a peer."""
+
+
+def test_every_batchable_method_matches_its_unbatched_runs(tmp_path, plugins, cache_dir
+                                                           ) -> None:
+    path = tmp_path / "all.toml"
+    path.write_text(TINY.replace("num_samples = 600", 'num_samples = 600\naugment = "crop"')
+                    + "".join(f"\n[methods.{m}]\n" for m in STACKED_METHODS))
+    sweep = sweeps.plan(replace(load(str(path), plugins), batch_runs=1), plugins, cache_dir)
+    if not Path(sweep.teacher.job.teacher.checkpoint).is_file():
+        assert train.execute(sweep.teacher.job).status == "finished"
+    for label in STACKED_METHODS:
+        jobs = [replace(j, recipe=replace(j.recipe, epochs=1)) for j in _jobs(sweep, label)]
+        assert batched.method_batchable(train.make_method(jobs[0]))
+        plain = [train.execute(job) for job in jobs]
+        stacked = batched.execute_group([replace(j, engine="stacked") for j in jobs])
+        data = train.prepared(jobs[0])
+        samples = {"val": len(data.y_val), "train": len(data.y_train), "test": len(data.y_test)}
+        for a, b in zip(plain, stacked, strict=True):
+            assert a.status == b.status == "finished", (label, b.error)
+            assert not _close(a.history[0], b.history[0], samples), label
+            assert not _close(a.metrics, b.metrics, samples), label
+
+
 def test_stacked_runs_are_bit_identical_whatever_the_group(planned3) -> None:
     """Why the fingerprint records the engine and not the group: the same stacked run gives
     the same bits in a group of three, of two, and alone (beside a dropped twin)."""
