@@ -1,5 +1,6 @@
 """Seeds stacked into one model against the same seeds one after another (pytest-benchmark;
-``tox -e bench -- benchmarks/test_batched.py``, never in the plain test run).
+``python -m pytest benchmarks/test_batched.py --benchmark-only --benchmark-enable -s``;
+never in the plain test run).
 
 Both sides train the default benchmark's student (``leaderboard/mnist1d.toml``: a 16-channel
 1-D CNN, Adam, batch 50, random crops) on the same five seeds for ``EPOCHS`` epochs with one
