@@ -38,6 +38,7 @@ import copy
 import math
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -165,7 +166,12 @@ def execute_group(jobs: list[Job], emit: GroupEmit | None = None) -> list[RunRes
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(jobs[0].threads)
-        results = _execute(jobs, emit or (lambda *_: None), start)
+        with warnings.catch_warnings():
+            # torch.func loops over the runs where it has no batching rule (kl_div): slower,
+            # not wrong, and nothing a user can act on.
+            warnings.filterwarnings("ignore", message="There is a performance drop because "
+                                    "we have not yet implemented the batching rule")
+            results = _execute(jobs, emit or (lambda *_: None), start)
     except _Restart as restart:
         # The others start again without the failed runs: a run's numbers never depend on
         # which of its neighbours diverged (it would be the same up to rounding, not bits).
