@@ -4,7 +4,7 @@ can use. Registered through the ``kdbench`` entry-point group like every other p
 from __future__ import annotations
 
 import kdbench
-from kdbench import executors, metrics, retrieval, teacher
+from kdbench import executors, metrics, ray_executor, retrieval, teacher
 from kdbench.registry import Register
 
 
@@ -30,6 +30,8 @@ def kdbench_metrics(register: Register) -> None:
 def kdbench_executors(register: Register) -> None:
     register("serial", executors.Serial)
     register("process", executors.Processes)
+    # Ray itself is optional (pip install 'kdbench[ray]'): the executor says so when missing.
+    register("ray", ray_executor.Ray)
 
 
 @kdbench.hookimpl

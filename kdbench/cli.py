@@ -83,6 +83,10 @@ def parser() -> argparse.ArgumentParser:
                        help="cpu, cuda or auto (default); part of each run's identity, so "
                        "`leaderboard` finds the runs trained on the same device")
     _accel_flags(bench)
+    bench.add_argument("--batch-runs", type=_batch_runs, default=0, metavar="N|off|auto",
+                       help="train N seeds of a row at once as one stacked model (auto, the "
+                       "default: every seed of a row where the student is small and the "
+                       "method allows; off: one by one); part of each run's identity")
     bench.add_argument("--family", choices=["benchmark", "shown"], default="benchmark",
                        help="what the correction runs over: every row of the benchmark file "
                        "(default), or only the rows --methods shows, which can flip verdicts")
@@ -96,6 +100,8 @@ def parser() -> argparse.ArgumentParser:
                      help="worker processes (default: one per core)")
     run.add_argument("--executor", metavar="NAME", help="executor plugin (default: the "
                      "benchmark's, else process)")
+    run.add_argument("--address", metavar="HOST:PORT",
+                     help="with --executor ray: the Ray cluster's head (`ray start --head`)")
     run.add_argument("--until-decided", action="store_true",
                      help="add seeds to methods without a verdict until decided (needs "
                      "--max-seeds); each look is tested at an alpha-spending level")
@@ -215,6 +221,7 @@ def writable_dir(path: Path, flag: str = "--out") -> None:
 def _spec(args: argparse.Namespace, plugins: Plugins) -> Spec:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     spec = load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
+    spec = replace(spec, batch_runs=getattr(args, "batch_runs", 0))
     return _accelerated(args, spec)
 
 
@@ -237,6 +244,16 @@ def _accelerated(args: argparse.Namespace, spec: Spec) -> Spec:
 
     return replace(spec, accel=accel.configured(_device(args.device), args.amp,
                                                 args.channels_last, args.compile))
+
+
+def _batch_runs(value: str) -> int:
+    """``--batch-runs``: ``auto`` 0, ``off`` 1, else a count of at least 1."""
+    if value in ("auto", "off"):
+        return 0 if value == "auto" else 1
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected a number of runs (1 or more), off or auto, "
+                                     f"got {value!r}")
 
 
 def _device(name: str) -> str:
@@ -329,7 +346,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep = sweeps.plan(spec, plugins, cache, device)
 
     executor_name = args.executor or spec.executor.name
-    executor = executors.configured(plugins, spec, args.executor, args.workers, device)
+    executor = executors.configured(plugins, spec, args.executor, args.workers, device,
+                                    args.address)
 
     experiment = tracker.experiment(spec)
     sweep_id = tracker.start_sweep(experiment, spec, {"fresh": args.fresh, "device": device,

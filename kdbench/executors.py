@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from kdbench.errors import KdbenchError
 from kdbench.runs import Job, RunResult
 
 if TYPE_CHECKING:
@@ -30,12 +31,17 @@ Progress = Callable[[int, str, int, int, dict[str, float]], None]
 
 class Executor(Protocol):
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
-        """Execute ``jobs``; yield ``(index, result)`` in completion order."""
+        """Execute ``jobs``; yield ``(index, result)`` in completion order.
+
+        An executor that sets ``groups = True`` also receives :class:`~kdbench.runs.Group`
+        units (seeds trained as one stacked model): it calls
+        :func:`kdbench.batched.execute_unit` on each unit, forwards its progress events as
+        they come, and yields the list of results it returns for a group."""
         ...
 
 
 def configured(plugins: Plugins, spec: Spec, name: str | None = None, workers: int | None = None,
-               device: str = "cpu") -> Executor:
+               device: str = "cpu", address: str | None = None) -> Executor:
     """The executor a command uses: ``name`` (``--executor``) or the benchmark's ``[executor]``
     with its parameters, ``workers`` (``--workers``) where it takes them, and one worker on a
     GPU, which one process owns."""
@@ -47,6 +53,11 @@ def configured(plugins: Plugins, spec: Spec, name: str | None = None, workers: i
         values["workers"] = workers
     if device != "cpu" and takes_workers:
         values["workers"] = 1
+    if address is not None:  # --address: a cluster executor's (ray's) head
+        if entry.params is None or "address" not in entry.params.__dataclass_fields__:
+            raise KdbenchError(f"--address: executor {executor_name!r} takes no address; "
+                               "use --executor ray")
+        values["address"] = address
     return entry.factory(entry.make_params(values, where=f"executor {executor_name}: "))
 
 
@@ -59,12 +70,13 @@ class Serial:
     """Runs one job after another in this process."""
 
     Params = SerialParams
+    groups = True
 
     def __init__(self, params: SerialParams | None = None) -> None:
         pass
 
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
-        from kdbench.train import execute
+        from kdbench.batched import execute_unit as execute
 
         for i, job in enumerate(jobs):
             yield i, execute(job, lambda *event, i=i: progress(i, *event))
@@ -95,6 +107,7 @@ class Processes:
     """
 
     Params = ProcessParams
+    groups = True
 
     def __init__(self, params: ProcessParams) -> None:
         self.workers = params.workers or os.cpu_count() or 1
@@ -185,8 +198,9 @@ class _Worker:
 
 
 def _serve(conn: Any, driver: int) -> None:
-    """A worker: train the jobs the driver sends until it closes the pipe."""
-    from kdbench.train import execute
+    """A worker: train the jobs (or stacked groups of them) the driver sends until it closes
+    the pipe."""
+    from kdbench.batched import execute_unit as execute
 
     # The driver decides when to stop and kills its workers; a Ctrl-C in the terminal or a
     # closed terminal, sent to the whole process group, would otherwise kill them first.

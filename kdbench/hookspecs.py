@@ -117,7 +117,10 @@ def kdbench_executors(register: Register) -> None:
 
     ``factory(params) -> kdbench.executors.Executor``. An executor maps the
     pure function ``train.execute(job) -> RunResult`` over jobs and yields
-    results as they finish; it never writes to the tracking store.
+    results as they finish; it never writes to the tracking store. One that sets
+    ``groups = True`` maps ``kdbench.batched.execute_unit`` instead, over jobs and
+    groups of seeds stacked into one model (``kdbench.runs.Group``); a sweep with stacked
+    runs refuses an executor without it.
     """
 
 

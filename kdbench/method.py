@@ -118,6 +118,10 @@ class Method:
         The teacher is a peer trained from scratch together with the student
         (mutual learning): the loop initialises the teacher architecture, hands
         its taps to ``loss`` with gradients, and optimises its parameters too.
+    ``batchable``
+        ``loss`` is a pure function of its tensors (no ``.item()``, no branch on values, no
+        state updated in place), so several seeds can train as one stacked model under
+        :func:`torch.func.vmap` (:mod:`kdbench.batched`). Off unless a method declares it.
     """
 
     name: ClassVar[str] = "baseline"
@@ -125,6 +129,7 @@ class Method:
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
     teacher_needs: ClassVar[frozenset[str] | None] = frozenset()
     trains_teacher: ClassVar[bool] = False
+    batchable: ClassVar[bool] = False
 
     def __init__(self, params: Any = None) -> None:
         self.params = params

@@ -51,9 +51,22 @@ class Job:
     accel: Accel = field(default_factory=Accel)
     """bf16 autocast, channels-last, ``torch.compile`` (:mod:`kdbench.accel`); part of the
     run's identity, like ``device``."""
+    engine: str = "plain"
+    """How the run trains: ``plain`` (:func:`kdbench.train.execute`, one run at a time) or
+    ``stacked`` (:mod:`kdbench.batched`, with other seeds of its row as one stacked model).
+    Part of its identity when stacked: the two agree only up to float rounding."""
     metric: str = ""
     """The metric that picks the reported epoch under ``protocol.epoch = "best"`` and whose
     ``val.gain`` is reported; empty: the first of ``metrics``."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs of one row, differing only in their seed, that train together as one stacked
+    model (:mod:`kdbench.batched`). An executor that sets ``groups = True`` receives them
+    among its jobs and yields one :class:`RunResult` per job, in order, as a list."""
+
+    jobs: tuple[Job, ...]
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,10 @@ class Spec:
     """How the rows' settings were chosen, as the leaderboard states it: ``tuned, 20 trials
     each on 2 seeds (validation)`` in a file ``kdbench tune`` wrote (:mod:`kdbench.tuning`);
     empty: the file's own settings (paper defaults)."""
+    batch_runs: int = 0
+    """``--batch-runs``: how many seeds of a row train at once as one stacked model
+    (:mod:`kdbench.batched`); 1: none; 0 (auto): every seed of a row, up to
+    ``kdbench.batched.AUTO_GROUP``, where the student is small and the method allows."""
 
     def with_options(self, seeds: int | None = None, methods: list[str] | None = None) -> Spec:
         """This spec with ``--seeds N`` (seeds 0..N-1) and ``--methods a,b`` applied."""

@@ -101,6 +101,8 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                    metrics=spec.metrics, cache_dir=str(cache_dir), device=device,
                    accel=spec.accel, protocol=spec.protocol, metric=spec.metric, evaluate_test=reads_test)
 
+    stackable = _stackable(spec, plugins, cache_dir)
+
     def identify(job: Job, code_ids: dict[str, str], teacher: tuple[str, str] | None = None,
                  **parts: Any) -> tuple[str, str]:
         """``(fingerprint, spec fingerprint)`` of a run of ``job``."""
@@ -108,6 +110,10 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                      protocol=job.protocol, evaluate_test=job.evaluate_test, rank=job.metric)
         if job.accel != Accel():  # absent when off, so fp32 runs keep their fingerprints
             parts.update(accel=job.accel)
+        if job.engine != "plain":
+            # Stacked and plain runs agree only up to rounding (kdbench.batched).
+            parts.update(engine=job.engine)
+            code_ids = {**code_ids, "batched": batched_code()}
         if teacher is None:
             return fingerprint(**parts, code=code_ids), fingerprint(**parts)
         return (fingerprint(**parts, code=code_ids, teacher=teacher[0]),
@@ -130,22 +136,64 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
                   teacher_fps[1], teacher_code)
     runs = [teacher]
     for seed in spec.seeds:
-        baseline = job("baseline", None, {}, seed, ref)
+        baseline = stackable(job("baseline", None, {}, seed, ref))
         fp, bare = identify(baseline, student_code, teacher_fps, role="baseline",
                             dataset=spec.dataset, student=spec.student, recipe=spec.recipe,
                             seed=seed)
-        runs.append(Run("baseline", "baseline", seed, fp, baseline, bare, student_code))
+        runs.append(Run("baseline", "baseline", seed, fp, baseline, bare,
+                        _with_batched(student_code, baseline)))
 
     _check_methods(spec, plugins, cache_dir, replace(teacher_job, teacher=ref))
     for row in spec.methods:
         method_code = {**student_code, "method": code("methods", row.method)}
         for seed in spec.seeds:
-            distil = job("method", row.method, row.params, seed, ref)
+            distil = stackable(job("method", row.method, row.params, seed, ref))
             fp, bare = identify(distil, method_code, teacher_fps, role="method",
                                 method=row.method, params=row.params, dataset=spec.dataset,
                                 student=spec.student, recipe=spec.recipe, seed=seed)
-            runs.append(Run("method", row.label, seed, fp, distil, bare, method_code))
+            runs.append(Run("method", row.label, seed, fp, distil, bare,
+                            _with_batched(method_code, distil)))
     return Sweep(spec, teacher, runs, teacher_kind=teacher_kind(spec, plugins))
+
+
+def batched_code() -> str:
+    """The code of the stacked engine, part of a stacked run's identity."""
+    return str(identity.CodeId("kdbench", identity.kdbench_code().version,
+                               identity.source_sha256(("kdbench.batched",))))
+
+
+def _with_batched(code: dict[str, str], job: Job) -> dict[str, str]:
+    return {**code, "batched": batched_code()} if job.engine != "plain" else code
+
+
+def _stackable(spec: Spec, plugins: Plugins, cache_dir: Path) -> Callable[[Job], Job]:
+    """``job -> job`` with ``engine = "stacked"`` where its row's seeds train as one stacked
+    model (``spec.batch_runs``: 1 never; 0 where the student is small; N always), and the
+    method allows it (:func:`kdbench.batched.method_batchable`)."""
+    from kdbench import batched
+
+    if spec.batch_runs == 1 or len(spec.seeds) < 2:
+        return lambda job: job
+    # The stacked engine trains in float32 on logits-level metrics only: bf16, channels-last,
+    # compile and retrieval metrics (embeddings, a database) run one by one.
+    needs = set().union(*(plugins.entry("metrics", m).factory(
+        plugins.entry("metrics", m).make_params({})).needs for m in spec.metrics))
+    if spec.accel != Accel() or needs - {"logits", "teacher"}:
+        return lambda job: job
+    if spec.batch_runs == 0:
+        data = train.dataset(spec.dataset, str(cache_dir))
+        size = sum(p.numel() for p in train.build_model(spec.student, data).parameters())
+        if size > batched.AUTO_MAX_PARAMETERS:
+            return lambda job: job
+    allowed: dict[str, bool] = {}
+
+    def stackable(job: Job) -> Job:
+        key = json.dumps([job.method, job.method_params], sort_keys=True, default=str)
+        if key not in allowed:
+            allowed[key] = batched.method_batchable(train.make_method(job))
+        return replace(job, engine=batched.ENGINE) if allowed[key] else job
+
+    return stackable
 
 
 def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, teacher_job: Job) -> None:
@@ -261,6 +309,26 @@ def retrain_reasons(runs: list[Run], previous: dict[str, dict[str, str]]) -> lis
 Progress = Callable[[Run, str, int, int, dict[str, float]], None]
 
 
+def batched_size(sweep: Sweep, executor: Executor) -> int:
+    """Runs per stacked group; refuses an executor that cannot train groups when the plan
+    has stacked runs (it would train them one by one under a stacked run's identity)."""
+    from kdbench import batched
+
+    if any(r.job.engine != "plain" for r in sweep.runs) and not getattr(executor, "groups",
+                                                                          False):
+        raise KdbenchError(f"executor {type(executor).__name__} cannot train runs stacked "
+                           "(it has no `groups = True`); use --batch-runs off")
+    return batched.group_size(sweep.spec.batch_runs, len(sweep.spec.seeds))
+
+
+def _per_member(outcome: RunResult | list[RunResult], members: int) -> list[RunResult]:
+    """A unit's results, one per member: a group whose worker died returns one failed result,
+    which each of its runs gets (a copy, since each is logged as its own run)."""
+    if isinstance(outcome, list):
+        return outcome
+    return [outcome] if members == 1 else [replace(outcome) for _ in range(members)]
+
+
 def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[Run, RunResult], Any],
             reused: dict[str, RunResult],
             settled: Callable[[set[str]], dict[str, RunResult]] | None = None
@@ -275,13 +343,21 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
     process is training is waited for and reused, so sweeps sharing a store and a cache
     train each run once.
     """
+    from kdbench import batched
+
     results = sweep.results
     results.update(reused)
     plugins.sweep_start(sweep)
 
-    def progress(batch: list[Run]) -> Callable[..., None]:
-        return lambda i, phase, epoch, epochs, metrics: plugins.epoch_end(
-            batch[i], phase, epoch, epochs, metrics)
+    size = batched_size(sweep, executor)
+
+    def progress(batch: list[Run], members: list[list[int]]) -> Callable[..., None]:
+        def on(i: int, *event: Any) -> None:
+            # A group's events name its member first (kdbench.batched.execute_unit).
+            member, event = (event[0], event[1:]) if batch[members[i][0]].job.engine != \
+                "plain" else (0, event)
+            plugins.epoch_end(batch[members[i][member]], *event)
+        return on
 
     teacher = sweep.teacher
     teacher_ready = teacher.fingerprint in results and (
@@ -301,16 +377,20 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
                     time.sleep(1)
                 for run in mine:
                     plugins.run_start(run)
-                arriving = executor.map([r.job for r in mine], progress(mine))
+                members, units = batched.units([r.job for r in mine], size)
+                arriving = executor.map(units, progress(mine, members))
                 try:
-                    for index, result in arriving:
-                        run = mine[index]
-                        result.fingerprint = run.fingerprint
-                        log(run, result)
-                        results[run.fingerprint] = result
-                        if claims is not None:
-                            claims.release(run.fingerprint)
-                        plugins.run_end(run, result)
+                    for index, outcome in arriving:
+                        for member, result in zip(members[index],
+                                                  _per_member(outcome, len(members[index])),
+                                                  strict=True):
+                            run = mine[member]
+                            result.fingerprint = run.fingerprint
+                            log(run, result)
+                            results[run.fingerprint] = result
+                            if claims is not None:
+                                claims.release(run.fingerprint)
+                            plugins.run_end(run, result)
                 finally:
                     # An interrupt or a store error while a result is logged: stop the
                     # workers now, not when the executor's iterator is collected.

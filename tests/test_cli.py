@@ -132,7 +132,7 @@ def test_plugins_lists_the_builtins(capsys: pytest.CaptureFixture) -> None:
     listed = next(line for line in out.splitlines() if line.startswith("  methods: "))
     assert "kd" in listed.removeprefix("  methods: ").split(", ")
     assert "mnist1d" in next(line for line in out.splitlines() if line.startswith("  datasets: "))
-    assert "  executors: process, serial" in out
+    assert "  executors: process, ray, serial" in out
 
 
 def test_compare_ranks_methods_across_benchmarks(tiny: Path, tmp_path: Path,

@@ -79,8 +79,10 @@ def by_status(uri: str) -> Counter:
 def test_a_killed_worker_fails_only_its_run(tiny: Path, tmp_path: Path) -> None:
     store = tmp_path / "mlflow.db"
     uri = f"sqlite:///{store}"
+    # One run per worker: a stacked group (--batch-runs) is one unit of work, and a worker's
+    # death fails every run of the unit it held.
     command = kdbench("run", str(tiny), "--executor", "process", "--workers", "2",
-                      "--tracking-uri", uri)
+                      "--batch-runs", "off", "--tracking-uri", uri)
     driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:

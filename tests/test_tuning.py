@@ -22,7 +22,7 @@ from kdbench_methods.kd import KDParams
 from kdbench_zoo import mnist1d
 
 import kdbench
-from kdbench import train, tuning
+from kdbench import batched, train, tuning
 from kdbench.cli import main
 from kdbench.data import Dataset
 from kdbench.executors import Serial
@@ -229,6 +229,18 @@ def test_tuning_never_reads_the_test_split(tiny: Path, tmp_path: Path,
             Watched.current[0] = None
 
     monkeypatch.setattr(train, "execute", watched)
+    execute_group = batched.execute_group
+
+    def watched_group(group: list[Job], emit: Any = None) -> list[RunResult]:
+        # Seeds stacked into one model (kdbench.batched) train without train.execute.
+        jobs.extend(group)
+        Watched.current[0] = group[0]
+        try:
+            return execute_group(group, emit)
+        finally:
+            Watched.current[0] = None
+
+    monkeypatch.setattr(batched, "execute_group", watched_group)
     Watched.reads.clear()
     tiny.write_text(tiny.read_text().replace('name = "mnist1d"', 'name = "guarded-mnist1d"'))
     spec = load(str(tiny), plugins)

@@ -86,6 +86,7 @@ class AT(Method):
     Params = ATParams
     needs = frozenset({"logits", "stages"})
     teacher_needs = frozenset({"stages"})
+    batchable = True  # a pure function of the taps: seeds can train stacked (kdbench.batched)
 
     def __init__(self, params: ATParams | None = None) -> None:
         super().__init__(params or ATParams())

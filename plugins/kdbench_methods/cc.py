@@ -75,6 +75,7 @@ class CC(Method):
     Params = CCParams
     needs = frozenset({"logits", "embedding"})
     teacher_needs = frozenset({"logits", "embedding"})
+    batchable = True  # a pure function of the taps: seeds can train stacked (kdbench.batched)
 
     def __init__(self, params: CCParams | None = None) -> None:
         super().__init__(params)

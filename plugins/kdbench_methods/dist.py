@@ -69,6 +69,7 @@ class DIST(Method):
     Params = DISTParams
     needs = frozenset({"logits"})
     teacher_needs = None
+    batchable = True  # a pure function of the taps: seeds can train stacked (kdbench.batched)
 
     def check(self, student: TapShapes, teacher: TapShapes | None) -> None:
         if teacher is not None and student.logits != teacher.logits:

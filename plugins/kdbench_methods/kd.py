@@ -47,6 +47,7 @@ class KD(Method):
     Params = KDParams
     needs = frozenset({"logits"})
     teacher_needs = None
+    batchable = True  # a pure function of the logits: seeds can train stacked (kdbench.batched)
 
     def loss(self, s: Taps, t: Taps | None, y: Tensor, idx: Tensor) -> LossTerms:
         p: KDParams = self.params

@@ -66,6 +66,7 @@ class PKT(Method):
     Params = PKTParams
     needs = frozenset({"logits", "embedding"})
     teacher_needs = frozenset({"embedding"})
+    batchable = True  # a pure function of the taps: seeds can train stacked (kdbench.batched)
 
     def check(self, student: TapShapes, teacher: TapShapes | None) -> None:
         for role, shapes in (("student", student), ("teacher", teacher)):

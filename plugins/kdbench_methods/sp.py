@@ -59,6 +59,7 @@ class SP(Method):
     Params = SPParams
     needs = frozenset({"logits", "stages"})
     teacher_needs = frozenset({"stages"})
+    batchable = True  # a pure function of the taps: seeds can train stacked (kdbench.batched)
 
     def check(self, student: TapShapes, teacher: TapShapes | None) -> None:
         for role, shapes in (("student", student), ("teacher", teacher)):

@@ -100,6 +100,7 @@ class VID(Method):
     Params = VIDParams
     needs = frozenset({"logits", "stages"})
     teacher_needs = frozenset({"stages"})
+    batchable = True  # a pure function of the taps: seeds can train stacked (kdbench.batched)
 
     def __init__(self, params: VIDParams | None = None) -> None:
         super().__init__(params or VIDParams())
