@@ -43,6 +43,10 @@ DEFAULT_MAX_RUNS = 2000
 typo in ``--seeds`` or ``seeds``; ``--max-runs`` goes past it."""
 
 
+DATA_ROOT_HELP = ("where datasets are found (sets $KDBENCH_DATA for this command and its "
+                  "workers; a [dataset] root in the benchmark wins)")
+
+
 def default_cache() -> Path:
     return Path(os.environ.get("KDBENCH_CACHE", Path.home() / ".cache" / "kdbench"))
 
@@ -79,6 +83,11 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto",
                        help="cpu, cuda or auto (default); part of each run's identity, so "
                        "`leaderboard` finds the runs trained on the same device")
+    bench.add_argument("--smoke", action="store_true",
+                       help="a smoke test: a few batches per epoch, 2 epochs, 2 seeds, small "
+                       "validation and test splits; its board and MLflow experiment are "
+                       "<name>-smoke, and its results are never reused as real ones")
+    bench.add_argument("--data-root", type=Path, metavar="DIR", help=DATA_ROOT_HELP)
     bench.add_argument("--family", choices=["benchmark", "shown"], default="benchmark",
                        help="what the correction runs over: every row of the benchmark file "
                        "(default), or only the rows --methods shows, which can flip verdicts")
@@ -143,6 +152,7 @@ def parser() -> argparse.ArgumentParser:
     recipe.add_argument("--workers", type=int, metavar="N")
     recipe.add_argument("--executor", metavar="NAME")
     recipe.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
+    recipe.add_argument("--data-root", type=Path, metavar="DIR", help=DATA_ROOT_HELP)
     sub.add_parser("plugins", parents=[common], help="list plugins and what they registered")
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--tracking-uri", metavar="URI")
@@ -159,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         # Through the environment, so that worker processes skip the same plugins.
         names = disabled_plugins() | {n.strip() for v in args.disable_plugin for n in v.split(",")}
         os.environ[DISABLE_ENV] = ",".join(sorted(n for n in names if n))
+    if getattr(args, "data_root", None) is not None:
+        # Through the environment, so that worker processes look in the same place.
+        os.environ["KDBENCH_DATA"] = str(args.data_root.expanduser().resolve())
     try:
         return COMMANDS[args.command](args)
     except KdbenchError as error:
@@ -209,7 +222,8 @@ def writable_dir(path: Path, flag: str = "--out") -> None:
 
 def _spec(args: argparse.Namespace, plugins: Plugins) -> Spec:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    return load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
+    spec = load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
+    return spec.smoke() if getattr(args, "smoke", False) else spec
 
 
 def _device(name: str) -> str:
@@ -299,7 +313,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     experiment = tracker.experiment(spec)
     sweep_id = tracker.start_sweep(experiment, spec, {"fresh": args.fresh, "device": device,
                                                       "executor": executor_name,
-                                                      "until_decided": args.until_decided})
+                                                      "until_decided": args.until_decided,
+                                                      "smoke": spec.protocol.smoke})
     session = Session(plugins, spec, tracker, executor, experiment, sweep_id, cache, device,
                       fresh)
     options = _options(args, spec)

@@ -4,6 +4,14 @@ Small benchmark datasets fit in memory (on the GPU when there is one), so a
 batch is ``x[idx]`` for a tensor of sample indices: no loader processes, and
 methods that need sample identities (CRD's memory bank) get ``idx`` for free.
 
+Images are held as they are stored, ``uint8`` ``(N, C, H, W)`` (a quarter of float32's memory,
+so CIFAR and Tiny-ImageNet fit on a GPU whole), and become the model's inputs a batch at a
+time, on the batch's device: index, then ``augment`` (training batches only), then ``prepare``
+(every batch of every split: training, validation, test, and the frozen teacher's cached
+outputs alike), then the model. :class:`Normalize` is the usual ``prepare``: scale to [0, 1],
+subtract the dataset's mean, divide by its std. Every reader of ``x_*`` goes through
+:meth:`Dataset.inputs`, so a model never sees an unnormalised batch.
+
 A run never sees a dataset as its plugin made it: :func:`hold_out` moves a validation split
 out of the training split (the same samples for every run of a benchmark), and
 :func:`seal_test` makes the test split unreadable for runs that must not look at it.
@@ -38,7 +46,9 @@ class Dataset:
     ``augment(x, generator) -> x`` is applied to each training batch when set;
     it must draw its randomness from ``generator`` so that a seed fixes it.
     ``x_val``/``y_val``: the validation split, set by :func:`hold_out` (a dataset plugin
-    leaves them out).
+    leaves them out). ``prepare(x) -> x``: turns a batch of stored samples (after
+    augmentation) into the model's inputs, for every split (:class:`Normalize`); ``None``:
+    the stored tensors are the inputs.
     """
 
     name: str
@@ -50,6 +60,11 @@ class Dataset:
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
     x_val: Tensor | None = None
     y_val: Tensor | None = None
+    prepare: Callable[[Tensor], Tensor] | None = None
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """The model's inputs for a batch ``x`` of stored samples of any split."""
+        return x if self.prepare is None else self.prepare(x)
 
     @property
     def info(self) -> DataInfo:
@@ -59,9 +74,44 @@ class Dataset:
         def move(t: Tensor | None) -> Tensor | None:
             return t.to(device) if t is not None else None
 
-        return Dataset(self.name, self.x_train.to(device), self.y_train.to(device),
-                       self.x_test.to(device), self.y_test.to(device), self.num_classes,
-                       self.augment, move(self.x_val), move(self.y_val))
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device),
+                       x_val=move(self.x_val), y_val=move(self.y_val))
+
+
+@dataclass(frozen=True)
+class Normalize:
+    """``prepare`` for images stored as ``uint8`` (or floats in [0, 255]): ``(x / 255 - mean)
+    / std`` per channel, in float32, on the batch's device (torchvision's ``ToTensor`` then
+    ``Normalize``, a batch at a time)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(shape)
+        return (x.float() / 255.0 - mean) / std
+
+
+def subset(data: Dataset, train: int, evaluation: int) -> Dataset:
+    """``data`` with at most ``train`` training samples and ``evaluation`` validation and test
+    samples each, picked by a fixed permutation (the same for every run): a smoke test's
+    data (``kdbench run --smoke``)."""
+    def pick(x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        if isinstance(x, Sealed) or len(y) <= n:
+            return x, y
+        keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n].sort().values
+        keep = keep.to(y.device)
+        return x[keep], y[keep]
+
+    x_train, y_train = pick(data.x_train, data.y_train, train)
+    x_test, y_test = pick(data.x_test, data.y_test, evaluation)
+    x_val, y_val = (pick(data.x_val, data.y_val, evaluation) if data.x_val is not None
+                    and data.y_val is not None else (data.x_val, data.y_val))
+    return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                   x_val=x_val, y_val=y_val)
 
 
 def validation_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

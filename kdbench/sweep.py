@@ -142,7 +142,7 @@ def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, ref: TeacherRe
     if not spec.methods:
         return
     data = train.dataset(spec.dataset, str(cache_dir))
-    sample = data.x_train[:2]
+    sample = data.inputs(data.x_train[:2])
     student = shapes(train.build_model(spec.student, data), sample)
     teacher = shapes(train.build_model(ref.model, data), sample) if ref.model else None
     for row in spec.methods:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from kdbench import contract
-from kdbench.data import Dataset, batches, hold_out, seal_test
+from kdbench.data import Dataset, batches, hold_out, seal_test, subset
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.method import LossTerms, Method
 from kdbench.metrics import Metric
@@ -38,6 +38,8 @@ Emit = Callable[[str, int, int, dict[str, float]], None]
 
 # Teacher taps for the whole training set are cached when they fit in this many numbers.
 TEACHER_CACHE_LIMIT = 2**27
+SMOKE_EVALUATION = 256
+"""Validation and test samples of a smoke run (``protocol.smoke``): enough to exercise them."""
 
 
 @functools.cache
@@ -139,11 +141,12 @@ class TeacherTaps:
         if tapped is None or not frozen or data.augment is not None:
             return
         with torch.no_grad():
-            first = tapped(data.x_train[:1])
+            first = tapped(data.inputs(data.x_train[:1]))
             size = sum(t.numel() for t in _flat(first)) * len(data.x_train)
             if size > TEACHER_CACHE_LIMIT:
                 return
-            parts = [tapped(data.x_train[i]) for i in batches(len(data.x_train), 4 * batch_size)]
+            parts = [tapped(data.inputs(data.x_train[i]))
+                     for i in batches(len(data.x_train), 4 * batch_size)]
         self.cache = Taps(
             logits=torch.cat([p.logits for p in parts]),
             embedding=torch.cat([p.embedding for p in parts]) if first.embedding is not None
@@ -234,11 +237,12 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         entry = plugins().entry("teachers", job.teacher.provider)
         if not entry.factory.trains:
             teacher = load_teacher(job.teacher, data).to(device)
-            val = _prefixed("val", evaluate([teacher], data.x_val, data.y_val, metrics))
+            val = _prefixed("val", evaluate([teacher], data.x_val, data.y_val, metrics,
+                                            data.prepare))
             emit("eval", 1, 1, val)
             final = {**_test_metrics(job, data, metrics, teacher, None), **val,
                      **_prefixed("train", evaluate([teacher], data.x_train, data.y_train,
-                                                   metrics))}
+                                                   metrics, data.prepare))}
             return RunResult("", "finished", final, [{"phase": "eval", "epoch": 1, **val}],
                              time.perf_counter() - start, _size(teacher))
 
@@ -251,7 +255,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         else:
             teacher = load_teacher(job.teacher, data).to(device)
 
-    sample = data.x_train[:2]
+    sample = data.inputs(data.x_train[:2])
     s_shapes = shapes(student, sample)
     t_shapes = shapes(teacher, sample) if teacher is not None else None
     if method.uses_teacher() and teacher is None:
@@ -276,14 +280,15 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     scored = [student, teacher] if compared and teacher is not None else [student]
     # A frozen teacher's validation logits never change: computing them every epoch cost as
     # much as the student's training on the 2-D benchmark.
-    fixed = logits_on([teacher], data.x_val)[0] \
+    fixed = logits_on([teacher], data.x_val, prepare=data.prepare)[0] \
         if compared and teacher is not None and not method.trains_teacher else None
 
     def on_validation() -> dict[str, float]:
         """Every metric of the student on the validation split, in one pass over it."""
         if fixed is not None:
-            return score(metrics, logits_on([student], data.x_val)[0], data.y_val, fixed)
-        return evaluate(scored, data.x_val, data.y_val, metrics)
+            return score(metrics, logits_on([student], data.x_val, prepare=data.prepare)[0],
+                         data.y_val, fixed)
+        return evaluate(scored, data.x_val, data.y_val, metrics, data.prepare)
 
     rank = job.metric or (job.metrics[0] if job.metrics else "")
     higher = metrics[rank].higher_is_better if rank in metrics else True
@@ -320,6 +325,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                 x, y = data.x_train[idx], data.y_train[idx]
                 if data.augment is not None:
                     x = data.augment(x, generator)
+                x = data.inputs(x)
                 with autocast:
                     s = s_tapped(x) if student_forward else None
                     t = teacher_taps(x, idx)
@@ -366,7 +372,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     reported = best.restore() or len(main)
     val = {k: v for k, v in main[reported - 1].items() if k.startswith("val.")}
     final = {**_test_metrics(job, data, metrics, student, teacher if compared else None), **val,
-             **_prefixed("train", evaluate(scored, data.x_train, data.y_train, metrics)),
+             **_prefixed("train", evaluate(scored, data.x_train, data.y_train, metrics,
+                                          data.prepare)),
              "epoch": float(reported)}
     gain = validation_gain([row.get(f"val.{rank}", math.nan) for row in main])
     if gain is not None:
@@ -396,6 +403,8 @@ def prepared(job: Job) -> Dataset:
     p = job.protocol
     data = _held_out(job.dataset.name, json.dumps(job.dataset.params, sort_keys=True),
                      job.cache_dir, p.validation, p.validation_seed)
+    if p.smoke:
+        data = subset(data, p.smoke * job.recipe.batch_size, SMOKE_EVALUATION)
     data = data if job.device == "cpu" else data.to(job.device)
     return data if job.evaluate_test else seal_test(data)
 
@@ -452,14 +461,15 @@ def _test_metrics(job: Job, data: Dataset, metrics: dict[str, Metric], model: nn
     if not job.evaluate_test:
         return {}
     return evaluate([model, *([teacher] if teacher is not None else [])], data.x_test,
-                    data.y_test, metrics)
+                    data.y_test, metrics, data.prepare)
 
 
-def evaluate(models: list[nn.Module], x: Tensor, y: Tensor, metrics: dict[str, Metric]
-             ) -> dict[str, float]:
-    """Every metric of ``models[0]`` on inputs ``x`` with labels ``y``, comparing with the
-    teacher ``models[1]`` when there is one, in one pass over ``x``."""
-    logits = logits_on(models, x)
+def evaluate(models: list[nn.Module], x: Tensor, y: Tensor, metrics: dict[str, Metric],
+             prepare: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+    """Every metric of ``models[0]`` on samples ``x`` (made inputs by ``prepare``, the
+    dataset's) with labels ``y``, comparing with the teacher ``models[1]`` when there is one,
+    in one pass over ``x``."""
+    logits = logits_on(models, x, prepare=prepare)
     return score(metrics, logits[0], y, logits[1] if len(logits) > 1 else None)
 
 
@@ -472,7 +482,8 @@ def score(metrics: dict[str, Metric], logits: Tensor, y: Tensor,
 
 
 @torch.no_grad()
-def logits_on(models: list[nn.Module], x: Tensor, batch_size: int = 1024) -> list[Tensor]:
+def logits_on(models: list[nn.Module], x: Tensor, batch_size: int = 1024,
+              prepare: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
     """Each model's logits on the inputs ``x``, in eval mode (modes are restored), from a
     single pass over ``x``: the test split is read once for the student and its teacher."""
     was = [m.training for m in models]
@@ -480,7 +491,7 @@ def logits_on(models: list[nn.Module], x: Tensor, batch_size: int = 1024) -> lis
         m.eval()
     parts: list[list[Tensor]] = [[] for _ in models]
     for i in batches(len(x), batch_size):
-        batch = x[i]
+        batch = x[i] if prepare is None else prepare(x[i])
         for part, m in zip(parts, models, strict=True):
             part.append(m(batch).float())
     for m, training in zip(models, was, strict=True):
