@@ -304,8 +304,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     fresh = _fresh_rows(args.fresh, spec)
     cache = args.cache_dir or default_cache()
     device = _device(args.device)
-    tracker = Tracker(args.tracking_uri)
-    sweep = sweeps.plan(spec, plugins, cache, device)
+    sweep = sweeps.plan(spec, plugins, cache, device)  # before the store: a missing dataset
+    tracker = Tracker(args.tracking_uri)               # stops here, having created nothing
 
     executor_name = args.executor or spec.executor.name
     executor = executors.configured(plugins, spec, args.executor, args.workers, device)

@@ -20,8 +20,10 @@ out of the training split (the same samples for every run of a benchmark), and
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
@@ -112,6 +114,21 @@ def subset(data: Dataset, train: int, evaluation: int) -> Dataset:
                     and data.y_val is not None else (data.x_val, data.y_val))
     return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                    x_val=x_val, y_val=y_val)
+
+
+DATA_ENV = "KDBENCH_DATA"
+"""Where datasets are found when a benchmark names no ``root`` (``--data-root`` sets it)."""
+
+
+def data_root(root: str, default: Path) -> tuple[Path, str]:
+    """The folder a dataset plugin reads its files from, and where that came from (for a
+    message): the dataset's own ``root`` parameter, else ``--data-root`` / ``$KDBENCH_DATA``,
+    else ``default`` (the plugin's ``cache_dir``)."""
+    if root:
+        return Path(root).expanduser(), "[dataset] root"
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser(), f"--data-root or ${DATA_ENV}"
+    return Path(default), f"the default; set --data-root or ${DATA_ENV}"
 
 
 def validation_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

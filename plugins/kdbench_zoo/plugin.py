@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kdbench
 from kdbench.registry import Register
-from kdbench_zoo import cnn1d, cnn2d, digits, mlp, mnist1d
+from kdbench_zoo import cnn1d, cnn2d, digits, image_folder, mlp, mnist1d, vision
 
 
 @kdbench.hookimpl
@@ -12,6 +12,9 @@ def kdbench_datasets(register: Register) -> None:
     register("mnist1d", mnist1d.load, params=mnist1d.MNIST1DParams)
     register("digits", digits.digits, params=digits.DigitsParams)
     register("mnist5k", digits.mnist5k, params=digits.MNIST5kParams)
+    for name in vision.STANDARD:
+        register(name, getattr(vision, name), params=vision.VisionParams)
+    register("image_folder", image_folder.image_folder, params=image_folder.ImageFolderParams)
 
 
 @kdbench.hookimpl
