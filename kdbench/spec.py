@@ -430,7 +430,7 @@ def _published(raw: dict[str, Any], rows: list[str]) -> Published | None:
         if not 0 <= number <= 100:
             raise SpecError(f"[published.values] {_key(key)} must be a percentage in [0, 100], "
                             f"got {number}")
-        out[key] = number / 100
+        out[key] = round(number / 100, 10)
     return Published(source, out, check(str, table.get("note", ""), "[published] note"))
 
 
