@@ -459,6 +459,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from kdbench import tuning
     from kdbench.tracking import Tracker
 
+    if args.smoke:  # a tuned file written from a shrunk spec would read as a real benchmark
+        raise KdbenchError("--smoke is for `kdbench run` and `kdbench leaderboard`; check the "
+                           "benchmark with `kdbench run NAME --smoke`, then tune it")
     plugins = Plugins.load(strict=args.strict_plugins)
     spec = _spec(args, plugins)
     seeds = tuning.tuning_seeds(args.tune_seeds)

@@ -138,3 +138,10 @@ def test_the_board_shows_published_numbers_beside_the_measured(tmp_path: Path,
     plain = leaderboard.build(sweeps.plan(load(str(_write(tmp_path, BENCH)), plugins)
                                           .with_options(seeds=2), plugins, cache_dir), {})
     assert "published" not in leaderboard.markdown(plain)
+
+
+def test_tune_refuses_smoke(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from kdbench.cli import main
+
+    assert main(["tune", str(_write(tmp_path, BENCH)), "--trials", "1", "--smoke"]) == 2
+    assert "--smoke is for `kdbench run`" in capsys.readouterr().err
