@@ -19,6 +19,7 @@ out of the training split (the same samples for every run of a benchmark), and
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -91,10 +92,18 @@ class Normalize:
     std: tuple[float, ...]
 
     def __call__(self, x: Tensor) -> Tensor:
+        mean, std = _channel_stats(self.mean, self.std, x.device)
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(shape)
-        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(shape)
-        return (x.float() / 255.0 - mean) / std
+        return (x.float() / 255.0 - mean.view(shape)) / std.view(shape)
+
+
+@functools.cache
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+                   ) -> tuple[Tensor, Tensor]:
+    """``mean`` and ``std`` as float32 tensors on ``device``, made once, not per batch (a
+    host-to-device copy each)."""
+    return (torch.tensor(mean, dtype=torch.float32, device=device),
+            torch.tensor(std, dtype=torch.float32, device=device))
 
 
 def subset(data: Dataset, train: int, evaluation: int) -> Dataset:
