@@ -174,8 +174,11 @@ class Published:
     note: str = ""
 
 
-SMOKE_BATCHES = 3
+SMOKE_BATCHES = 2
 """Batches per epoch of a ``--smoke`` run."""
+SMOKE_BATCH_SIZE = 16
+"""The largest batch of a ``--smoke`` run: a smoke test checks that the code runs, and a
+CIFAR ResNet on a CPU takes seconds per batch of 64."""
 SMOKE_SEEDS = 2
 SMOKE_EPOCHS = 2
 
@@ -208,13 +211,15 @@ class Spec:
     measured ones."""
 
     def smoke(self, batches: int = SMOKE_BATCHES) -> Spec:
-        """This spec shrunk to a smoke test (``--smoke``): ``batches`` batches per epoch, small
-        validation and test splits, at most 2 seeds, 2 epochs (1 for a trained teacher), a
+        """This spec shrunk to a smoke test (``--smoke``): ``batches`` batches of at most 16 per
+        epoch, small validation and test splits, at most 2 seeds, 2 epochs (1 for a trained
+        teacher), a
         method's stages (an int parameter named ``epochs`` or ``*_epochs``) 1 epoch, and the
         name ``<name>-smoke``, so that its board files and MLflow experiment are its own; the
         protocol's ``smoke`` puts it in every fingerprint."""
         def short(recipe: Recipe, epochs: int) -> Recipe:
-            return replace(recipe, epochs=min(recipe.epochs, epochs), milestones=())
+            return replace(recipe, epochs=min(recipe.epochs, epochs), milestones=(),
+                           batch_size=min(recipe.batch_size, SMOKE_BATCH_SIZE))
 
         def stages(params: dict[str, Any]) -> dict[str, Any]:
             return {k: min(v, 1) if (k == "epochs" or k.endswith("_epochs"))

@@ -18,6 +18,7 @@ from kdbench import train
 from kdbench.cli import main
 from kdbench.data import Normalize
 from kdbench.errors import KdbenchError
+from kdbench.spec import SMOKE_BATCHES
 
 SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32),
           "cifar100": (3, 32, 32), "svhn": (3, 32, 32), "image_folder": (3, 64, 64)}
@@ -209,7 +210,7 @@ def test_smoke_runs_each_dataset_end_to_end(name: str, data_root: Path, tmp_path
     printed = capsys.readouterr().out
     assert "SMOKE TEST" in printed
     board = json.loads((out / f"vision-{name}-smoke.json").read_text())
-    assert board["smoke"] == 3 and board["benchmark"] == f"vision-{name}-smoke"
+    assert board["smoke"] == SMOKE_BATCHES and board["benchmark"] == f"vision-{name}-smoke"
     assert board["baseline"]["seeds"] == [0, 1] and not board["failed"]
     assert {r["method"] for r in board["rows"]} == ({"kd", "fitnet"} if name == "cifar100"
                                                     else {"kd"})

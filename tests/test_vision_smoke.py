@@ -11,7 +11,7 @@ from kdbench import leaderboard
 from kdbench import sweep as sweeps
 from kdbench.errors import SpecError
 from kdbench.plugins import Plugins
-from kdbench.spec import load
+from kdbench.spec import SMOKE_BATCHES, load
 
 BENCH = """
 name = "shrink"
@@ -57,8 +57,8 @@ def test_smoke_shrinks_seeds_epochs_stages_and_renames(tmp_path: Path, plugins: 
     spec = load(str(_write(tmp_path, BENCH)), plugins)
     smoke = spec.smoke()
     assert smoke.name == "shrink-smoke" and smoke.description.startswith("SMOKE TEST")
-    assert smoke.seeds == (0, 1) and smoke.protocol.smoke == 3
-    assert (smoke.recipe.epochs, smoke.recipe.milestones) == (2, ())
+    assert smoke.seeds == (0, 1) and smoke.protocol.smoke == SMOKE_BATCHES
+    assert (smoke.recipe.epochs, smoke.recipe.milestones, smoke.recipe.batch_size) == (2, (), 16)
     assert (smoke.teacher.recipe.epochs, smoke.teacher.recipe.milestones) == (1, ())
     params = {m.label: m.params for m in smoke.methods}
     assert params["fitnet"]["hint_epochs"] == 1 and params["ab"]["epochs"] == 1
