@@ -213,10 +213,9 @@ class Spec:
     def smoke(self, batches: int = SMOKE_BATCHES) -> Spec:
         """This spec shrunk to a smoke test (``--smoke``): ``batches`` batches of at most 16 per
         epoch, small validation and test splits, at most 2 seeds, 2 epochs (1 for a trained
-        teacher), a
-        method's stages (an int parameter named ``epochs`` or ``*_epochs``) 1 epoch, and the
-        name ``<name>-smoke``, so that its board files and MLflow experiment are its own; the
-        protocol's ``smoke`` puts it in every fingerprint."""
+        teacher), a method's stages (an int parameter named ``epochs`` or ``*_epochs``) 1
+        epoch, and the name ``<name>-smoke``, so that its board files and MLflow experiment
+        are its own; the protocol's ``smoke`` puts it in every fingerprint."""
         def short(recipe: Recipe, epochs: int) -> Recipe:
             return replace(recipe, epochs=min(recipe.epochs, epochs), milestones=(),
                            batch_size=min(recipe.batch_size, SMOKE_BATCH_SIZE))
