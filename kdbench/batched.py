@@ -241,7 +241,7 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
     extras: list[nn.Module | None] = []
     methods: list[Method] = []
     teacher: nn.Module | None = None
-    sample = data.x_train[:2]
+    sample = data.inputs(data.x_train[:2])
     for job in jobs:
         torch.manual_seed(job.seed)
         student = train.build_model(job.model, data).to(device)
@@ -272,7 +272,8 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
     trainable = list(params.values())
 
     compared = teacher is not None and any(m.needs_teacher for m in metrics.values())
-    fixed = train.outputs_on([teacher], data.x_val, frozenset({"logits"}))[0].logits \
+    fixed = train.outputs_on([teacher], data.x_val, frozenset({"logits"}),
+                             prepare=data.prepare)[0].logits \
         if compared else None
 
     who = f"{train.describe_method(first)}: its loss"
@@ -285,7 +286,7 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
     @torch.no_grad()
     def validation_logits() -> Tensor:
         """``(n, samples, classes)``: every run's logits on the validation split."""
-        return torch.cat([stacked.logits(data.x_val[i]).float()
+        return torch.cat([stacked.logits(data.inputs(data.x_val[i])).float()
                           for i in train.batches(len(data.x_val), 1024)], dim=1)
 
     rank = first.metric or (first.metrics[0] if first.metrics else "")
@@ -314,7 +315,7 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
             xs = []
             for idx, g in zip(idxs, generators, strict=True):
                 x = data.x_train[idx]
-                xs.append(data.augment(x, g) if data.augment is not None else x)
+                xs.append(data.inputs(data.augment(x, g) if data.augment is not None else x))
             idx = torch.stack(idxs)
             x = torch.stack(xs)
             y = data.y_train[idx]
@@ -466,7 +467,7 @@ def _finish(job: Job, data: Any, metrics: dict, student: nn.Module, teacher: nn.
     val = {k: v for k, v in main[reported - 1].items() if k.startswith("val.")}
     final = {**train._test_metrics(job, data, metrics, student, teacher), **val,
              **train._prefixed("train", train.evaluate(scored, data.x_train, data.y_train,
-                                                       metrics)),
+                                                       metrics, prepare=data.prepare)),
              "epoch": float(reported)}
     gain = train.validation_gain([row.get(f"val.{rank}", math.nan) for row in main])
     if gain is not None:

@@ -46,6 +46,10 @@ DEFAULT_MAX_RUNS = 2000
 typo in ``--seeds`` or ``seeds``; ``--max-runs`` goes past it."""
 
 
+DATA_ROOT_HELP = ("where datasets are found (sets $KDBENCH_DATA for this command and its "
+                  "workers; a [dataset] root in the benchmark wins)")
+
+
 def default_cache() -> Path:
     return Path(os.environ.get("KDBENCH_CACHE", Path.home() / ".cache" / "kdbench"))
 
@@ -87,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
                        help="train N seeds of a row at once as one stacked model (auto, the "
                        "default: every seed of a row where the student is small and the "
                        "method allows; off: one by one); part of each run's identity")
+    bench.add_argument("--smoke", action="store_true",
+                       help="a smoke test: a few batches per epoch, 2 epochs, 2 seeds, small "
+                       "validation and test splits; its board and MLflow experiment are "
+                       "<name>-smoke, and its results are never reused as real ones")
+    bench.add_argument("--data-root", type=Path, metavar="DIR", help=DATA_ROOT_HELP)
     bench.add_argument("--family", choices=["benchmark", "shown"], default="benchmark",
                        help="what the correction runs over: every row of the benchmark file "
                        "(default), or only the rows --methods shows, which can flip verdicts")
@@ -154,6 +163,7 @@ def parser() -> argparse.ArgumentParser:
     recipe.add_argument("--workers", type=int, metavar="N")
     recipe.add_argument("--executor", metavar="NAME")
     recipe.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
+    recipe.add_argument("--data-root", type=Path, metavar="DIR", help=DATA_ROOT_HELP)
     sub.add_parser("plugins", parents=[common], help="list plugins and what they registered")
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--tracking-uri", metavar="URI")
@@ -170,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         # Through the environment, so that worker processes skip the same plugins.
         names = disabled_plugins() | {n.strip() for v in args.disable_plugin for n in v.split(",")}
         os.environ[DISABLE_ENV] = ",".join(sorted(n for n in names if n))
+    if getattr(args, "data_root", None) is not None:
+        # Through the environment, so that worker processes look in the same place.
+        os.environ["KDBENCH_DATA"] = str(args.data_root.expanduser().resolve())
     try:
         with interrupts.handled():
             return COMMANDS[args.command](args)
@@ -221,8 +234,8 @@ def writable_dir(path: Path, flag: str = "--out") -> None:
 def _spec(args: argparse.Namespace, plugins: Plugins) -> Spec:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     spec = load(args.benchmark, plugins).with_options(seeds=args.seeds, methods=methods)
-    spec = replace(spec, batch_runs=getattr(args, "batch_runs", 0))
-    return _accelerated(args, spec)
+    spec = _accelerated(args, replace(spec, batch_runs=getattr(args, "batch_runs", 0)))
+    return spec.smoke() if getattr(args, "smoke", False) else spec
 
 
 def _accel_flags(parser: argparse.ArgumentParser) -> None:
@@ -342,8 +355,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     fresh = _fresh_rows(args.fresh, spec)
     cache = args.cache_dir or default_cache()
     device = _device(args.device)
-    tracker = Tracker(args.tracking_uri)
-    sweep = sweeps.plan(spec, plugins, cache, device)
+    sweep = sweeps.plan(spec, plugins, cache, device)  # before the store: a missing dataset
+    tracker = Tracker(args.tracking_uri)               # stops here, having created nothing
 
     executor_name = args.executor or spec.executor.name
     executor = executors.configured(plugins, spec, args.executor, args.workers, device,
@@ -352,7 +365,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     experiment = tracker.experiment(spec)
     sweep_id = tracker.start_sweep(experiment, spec, {"fresh": args.fresh, "device": device,
                                                       "executor": executor_name,
-                                                      "until_decided": args.until_decided})
+                                                      "until_decided": args.until_decided,
+                                                      "smoke": spec.protocol.smoke})
     session = Session(plugins, spec, tracker, executor, experiment, sweep_id, cache, device,
                       fresh)
     options = _options(args, spec)
@@ -497,6 +511,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from kdbench import tuning
     from kdbench.tracking import Tracker
 
+    if args.smoke:  # a tuned file written from a shrunk spec would read as a real benchmark
+        raise KdbenchError("--smoke is for `kdbench run` and `kdbench leaderboard`; check the "
+                           "benchmark with `kdbench run NAME --smoke`, then tune it")
     plugins = Plugins.load(strict=args.strict_plugins)
     spec = _spec(args, plugins)
     seeds = tuning.tuning_seeds(args.tune_seeds)

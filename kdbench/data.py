@@ -4,6 +4,14 @@ Small benchmark datasets fit in memory (on the GPU when there is one), so a
 batch is ``x[idx]`` for a tensor of sample indices: no loader processes, and
 methods that need sample identities (CRD's memory bank) get ``idx`` for free.
 
+Images are held as they are stored, ``uint8`` ``(N, C, H, W)`` (a quarter of float32's memory,
+so CIFAR and Tiny-ImageNet fit on a GPU whole), and become the model's inputs a batch at a
+time, on the batch's device: index, then ``augment`` (training batches only), then ``prepare``
+(every batch of every split: training, validation, test, and the frozen teacher's cached
+outputs alike), then the model. :class:`Normalize` is the usual ``prepare``: scale to [0, 1],
+subtract the dataset's mean, divide by its std. Every reader of ``x_*`` goes through
+:meth:`Dataset.inputs`, so a model never sees an unnormalised batch.
+
 A run never sees a dataset as its plugin made it: :func:`hold_out` moves a validation split
 out of the training split (the same samples for every run of a benchmark), and
 :func:`seal_test` makes the test split unreadable for runs that must not look at it;
@@ -13,9 +21,12 @@ transfer set (:meth:`kdbench.method.Method.transfer_set`).
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
@@ -42,6 +53,9 @@ class Dataset:
     ``x_val``/``y_val``: the validation split, set by :func:`hold_out` (a dataset plugin
     leaves them out). ``train_info``: what :attr:`info` says while the training split is
     sealed (:func:`seal_train`), so models can still be built from its shapes.
+    ``prepare(x) -> x``: turns a batch of stored samples (after augmentation) into the
+    model's inputs, for every split (:class:`Normalize`); ``None``: the stored tensors are
+    the inputs.
     """
 
     name: str
@@ -54,6 +68,11 @@ class Dataset:
     x_val: Tensor | None = None
     y_val: Tensor | None = None
     train_info: DataInfo | None = None
+    prepare: Callable[[Tensor], Tensor] | None = None
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """The model's inputs for a batch ``x`` of stored samples of any split."""
+        return x if self.prepare is None else self.prepare(x)
 
     @property
     def info(self) -> DataInfo:
@@ -65,9 +84,74 @@ class Dataset:
         def move(t: Tensor | None) -> Tensor | None:
             return t.to(device) if t is not None else None
 
-        return Dataset(self.name, self.x_train.to(device), self.y_train.to(device),
-                       self.x_test.to(device), self.y_test.to(device), self.num_classes,
-                       self.augment, move(self.x_val), move(self.y_val), self.train_info)
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device),
+                       x_val=move(self.x_val), y_val=move(self.y_val))
+
+
+@dataclass(frozen=True)
+class Normalize:
+    """``prepare`` for images stored as ``uint8`` (or floats in [0, 255]): ``(x / 255 - mean)
+    / std`` per channel, in float32, on the batch's device (torchvision's ``ToTensor`` then
+    ``Normalize``, a batch at a time)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        mean, std = _channel_stats(self.mean, self.std, x.device)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x.float() / 255.0 - mean.view(shape)) / std.view(shape)
+
+    def inverse(self, x: Tensor) -> Tensor:
+        """Samples (floats on the 0-255 scale) that :meth:`__call__` maps to the inputs ``x``:
+        a data-free method's transfer set, made in the model's input space, stored as samples."""
+        mean, std = _channel_stats(self.mean, self.std, x.device)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x.float() * std.view(shape) + mean.view(shape)) * 255.0
+
+
+@functools.cache
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+                   ) -> tuple[Tensor, Tensor]:
+    """``mean`` and ``std`` as float32 tensors on ``device``, made once, not per batch (a
+    host-to-device copy each)."""
+    return (torch.tensor(mean, dtype=torch.float32, device=device),
+            torch.tensor(std, dtype=torch.float32, device=device))
+
+
+def subset(data: Dataset, train: int, evaluation: int) -> Dataset:
+    """``data`` with at most ``train`` training samples and ``evaluation`` validation and test
+    samples each, picked by a fixed permutation (the same for every run): a smoke test's
+    data (``kdbench run --smoke``)."""
+    def pick(x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        if isinstance(x, Sealed) or len(y) <= n:
+            return x, y
+        keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n].sort().values
+        keep = keep.to(y.device)
+        return x[keep], y[keep]
+
+    x_train, y_train = pick(data.x_train, data.y_train, train)
+    x_test, y_test = pick(data.x_test, data.y_test, evaluation)
+    x_val, y_val = (pick(data.x_val, data.y_val, evaluation) if data.x_val is not None
+                    and data.y_val is not None else (data.x_val, data.y_val))
+    return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                   x_val=x_val, y_val=y_val)
+
+
+DATA_ENV = "KDBENCH_DATA"
+"""Where datasets are found when a benchmark names no ``root`` (``--data-root`` sets it)."""
+
+
+def data_root(root: str, default: Path) -> tuple[Path, str]:
+    """The folder a dataset plugin reads its files from, and where that came from (for a
+    message): the dataset's own ``root`` parameter, else ``--data-root`` / ``$KDBENCH_DATA``,
+    else ``default`` (the plugin's ``cache_dir``)."""
+    if root:
+        return Path(root).expanduser(), "[dataset] root"
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser(), f"--data-root or ${DATA_ENV}"
+    return Path(default), f"the default; set --data-root or ${DATA_ENV}"
 
 
 def validation_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

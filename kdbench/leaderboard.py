@@ -27,7 +27,13 @@ The JSON file is the machine-readable contract::
                "delta_ci95": [lo, hi], "p": {"paired_t", "wilcoxon", "welch", "mannwhitney"},
                "p_holm": float, "hedges_g": float, "prob_improvement": float,
                "verdict": str, "seeds_needed": {...}, "note": str}],
-     "failed": [{"method": str, "seed": int, "error": str}]}
+     "failed": [{"method": str, "seed": int, "error": str}],
+     "smoke": int,   # batches per epoch of a --smoke board (never a result), else 0
+     "published": {"source": str, "note": str, "teacher": float, "baseline": float}}
+                     # only with a [published] table; each row then has "published" too
+
+A ``published`` value is the number the benchmark's source reports for that row (as a
+fraction, like ``mean``), shown beside the measured mean; ``null`` where it reports none.
 
 ``values[i]`` is the final metric of seed ``seeds[i]`` (on the test split, for the
 weights of the epoch the protocol reports); rows are ranked by mean.
@@ -125,7 +131,13 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
                               spec.recipe.epochs),
         "rows": [],
         "failed": failed,
+        "smoke": spec.protocol.smoke,
     }
+    published = spec.published
+    if published is not None:
+        board["published"] = {"source": published.source, "note": published.note,
+                              "teacher": published.values.get("teacher"),
+                              "baseline": published.values.get("baseline")}
     rows = {m.label: m for m in spec.methods}
     method_samples = {label: stats.Sample(*samples[label]) for label in rows if label in samples}
     comparisons = stats.compare(stats.Sample(base_seeds, base_values), method_samples,
@@ -136,6 +148,8 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
     for label, sample in method_samples.items():
         row: dict[str, Any] = {"method": label, "uses": rows[label].method,
                                "params": rows[label].params, "grid": rows[label].grid,
+                               **({"published": published.values.get(label)}
+                                  if published is not None else {}),
                                "seeds": sample.seeds,
                                "values": sample.values}
         c = comparisons.get(label)
@@ -170,6 +184,8 @@ def _protocol(sweep: Sweep) -> dict[str, Any]:
         sizes = len(held), len(kept)
     except Exception:  # a leaderboard from the store must not need the data
         pass
+    if p.smoke:  # a smoke run's splits are cut after the validation split (train.prepared)
+        sizes = None, None
     return {"validation": p.validation, "validation_samples": sizes[0],
             "train_samples": sizes[1], "validation_seed": p.validation_seed, "epoch": p.epoch,
             "test": "read once per run"}
@@ -225,6 +241,29 @@ COLUMNS = ["rank", "method", "mean", "std", "ci95", "delta", "delta_ci95", "p_pa
            "prob_improvement", "verdict", "seeds", "seeds_needed"]
 
 
+def columns(board: dict[str, Any]) -> list[str]:
+    """The table's columns: :data:`COLUMNS`, with ``published`` after ``mean`` when the
+    benchmark records published numbers."""
+    if "published" not in board:
+        return COLUMNS
+    at = COLUMNS.index("mean") + 1
+    return [*COLUMNS[:at], "published", *COLUMNS[at:]]
+
+
+def headline(board: dict[str, Any]) -> list[str]:
+    """The lines that say what a board is before its table: a smoke test, and where its
+    published numbers come from."""
+    lines = []
+    if board.get("smoke"):
+        lines.append(f"SMOKE TEST ({board['smoke']} batches per epoch, tiny splits): checks "
+                     "that the benchmark runs; its numbers are not results")
+    published = board.get("published")
+    if published:
+        note = f"; {published['note']}" if published.get("note") else ""
+        lines.append(f"published: {published['source']}{note}")
+    return lines
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
@@ -244,14 +283,16 @@ def _pct(value: float | None, signed: bool = False) -> str:
 def table_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
     """Flat rows (teacher, baseline, then the ranked methods) for CSV and markdown."""
     base = board["baseline"]
+    published = board.get("published") or {}
     out = [
         {"rank": "", "method": "teacher", "mean": board["teacher"]["value"],
-         "verdict": "", "seeds": 1},
+         "published": published.get("teacher"), "verdict": "", "seeds": 1},
         {"rank": "", "method": "baseline", "mean": base["mean"], "std": base["std"],
+         "published": published.get("baseline"),
          "ci95": base["ci95"], "verdict": "(reference)", "seeds": len(base["values"])},
     ]
     for i, row in enumerate(board["rows"], 1):
-        flat = {k: row.get(k) for k in COLUMNS if k in row}
+        flat = {k: row.get(k) for k in columns(board) if k in row}
         flat.update(rank=i, seeds=len(row["values"]))
         for test, p in (row.get("p") or {}).items():
             flat[f"p_{test}"] = p
@@ -269,6 +310,7 @@ def terminal(board: dict[str, Any]) -> str:
     lines = [["", "teacher", _pct(board["teacher"]["value"]), "", "", "", "1"],
              ["", "baseline", f"{_pct(base['mean'])} ± {_pct(base['std'])}", "", "",
               "(reference)", str(len(base["values"]))]]
+    published = board.get("published")
     for i, row in enumerate(board["rows"], 1):
         ci = row.get("delta_ci95") or [None, None]
         delta = f"{_pct(row.get('delta'), True)} [{_pct(ci[0], True)}, {_pct(ci[1], True)}]" \
@@ -277,12 +319,19 @@ def terminal(board: dict[str, Any]) -> str:
         lines.append([str(i), row["method"], f"{_pct(row['mean'])} ± {_pct(row['std'])}", delta,
                       "–" if p is None else f"{p:.3g}", row.get("verdict", "–"),
                       str(len(row["values"]))])
+    if published:
+        header.insert(3, "published")
+        values = [published.get("teacher"), published.get("baseline"),
+                  *(r.get("published") for r in board["rows"])]
+        for line, value in zip(lines, values, strict=True):
+            line.insert(3, _pct(value))
     widths = [max(len(str(r[c])) for r in [header, *lines]) for c in range(len(header))]
     def fmt(r: list[str]) -> str:
         return "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
     text = [f"{board['benchmark']}: {board['metric']} (%), {len(base['values'])} seeds, "
             f"primary test {board['primary_test']}, {family_line(board)}, "
             f"α = {board['alpha']}"]
+    text += headline(board)
     text += [f"settings: {board['tuning']}"] if "tuning" in board else []
     text += [f"teacher: {board['teacher']['kind']}"] if board["teacher"].get("kind") else []
     text += [line for line in [protocol_line(board)] if line]
@@ -320,6 +369,8 @@ def markdown(board: dict[str, Any]) -> str:
     lines = [f"# {board['benchmark']}", "",
              f"Metric: `{board['metric']}`; primary test: `{board['primary_test']}`, "
              f"{family_line(board)}, α = {board['alpha']}.", ""]
+    lines += [f"**{line[0].upper()}{line[1:]}.**" for line in headline(board)]
+    lines += [""] if headline(board) else []
     if "tuning" in board:
         lines += [f"Settings: {board['tuning']}.", ""]
     if board["teacher"].get("kind"):
@@ -328,9 +379,10 @@ def markdown(board: dict[str, Any]) -> str:
         lines += [protocol_line(board)[0].upper() + protocol_line(board)[1:] + ".", ""]
     lines += [f"**Warning:** {w}." for w in board.get("warnings", [])]
     lines += [""] if board.get("warnings") else []
-    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    cols = columns(board)
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
     if board["failed"]:
         lines += ["", "Failed runs:", ""]
         lines += [f"- {f['method']} seed {f['seed']}: {f['error']}" for f in board["failed"]]
@@ -339,26 +391,29 @@ def markdown(board: dict[str, Any]) -> str:
 
 def csv_text(board: dict[str, Any]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
+    cols = columns(board)
+    writer = csv.DictWriter(buffer, cols, extrasaction="ignore")
     writer.writeheader()
     for row in table_rows(board):
         writer.writerow({c: _fmt(row.get(c), 6) if row.get(c) is not None else ""
-                         for c in COLUMNS})
+                         for c in cols})
     return buffer.getvalue()
 
 
 def html(board: dict[str, Any], figure_svg: str) -> str:
     """One self-contained page: the plot (inline SVG) above the full table."""
     rows = table_rows(board)
-    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+    cols = columns(board)
+    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
     body = "".join(
         "<tr class=\"{}\">{}</tr>".format(
             escape(str(r.get("verdict") or "")).replace(" ", "-"),
-            "".join(f"<td>{escape(_fmt(r.get(c)))}</td>" for c in COLUMNS))
+            "".join(f"<td>{escape(_fmt(r.get(c)))}</td>" for c in cols))
         for r in rows)
     failed = "".join(f"<li>{escape(f['method'])} seed {f['seed']}: {escape(f['error'])}</li>"
                      for f in board["failed"])
-    protocol = "".join(f"<p>{escape(line)}</p>" for line in [protocol_line(board)] if line) + \
+    protocol = "".join(f"<p><strong>{escape(line)}</strong></p>" for line in headline(board)) + \
+        "".join(f"<p>{escape(line)}</p>" for line in [protocol_line(board)] if line) + \
         (f"<p>Settings: {escape(board['tuning'])}.</p>" if "tuning" in board else "") + \
         (f"<p>Teacher: {escape(board['teacher']['kind'])}.</p>"
          if board["teacher"].get("kind") else "") + \

@@ -124,6 +124,11 @@ class Protocol:
     """Which epoch's weights give the reported numbers: the last of the main training, or
     the one with the best validation value of the benchmark's ranking metric (the later
     epoch on a tie)."""
+    smoke: int = bounded(0, low=0, high=1000)
+    """0: a real run. N > 0: a smoke test (``--smoke``, never in a file): N batches per epoch
+    and at most :data:`kdbench.train.SMOKE_EVALUATION` validation and test samples
+    (:meth:`Spec.smoke`). Part of the protocol, so of every fingerprint: a smoke result is
+    never reused as a real one."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,27 @@ class MethodSpec:
 
 
 @dataclass(frozen=True)
+class Published:
+    """The numbers a benchmark should reproduce (``[published]``), from ``source``.
+
+    ``values`` maps ``teacher``, ``baseline`` or a row label to the published value of the
+    ranking metric, as a fraction (the file gives percent, as papers do)."""
+
+    source: str
+    values: dict[str, float]
+    note: str = ""
+
+
+SMOKE_BATCHES = 2
+"""Batches per epoch of a ``--smoke`` run."""
+SMOKE_BATCH_SIZE = 16
+"""The largest batch of a ``--smoke`` run: a smoke test checks that the code runs, and a
+CIFAR ResNet on a CPU takes seconds per batch of 64."""
+SMOKE_SEEDS = 2
+SMOKE_EPOCHS = 2
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     path: Path
@@ -188,6 +214,33 @@ class Spec:
     """``--batch-runs``: how many seeds of a row train at once as one stacked model
     (:mod:`kdbench.batched`); 1: none; 0 (auto): every seed of a row, up to
     ``kdbench.batched.AUTO_GROUP``, where the student is small and the method allows."""
+    published: Published | None = None
+    """``[published]``: the numbers the benchmark should reproduce, shown beside the
+    measured ones."""
+
+    def smoke(self, batches: int = SMOKE_BATCHES) -> Spec:
+        """This spec shrunk to a smoke test (``--smoke``): ``batches`` batches of at most 16 per
+        epoch, small validation and test splits, at most 2 seeds, 2 epochs (1 for a trained
+        teacher), a method's stages (an int parameter named ``epochs`` or ``*_epochs``) 1
+        epoch, and the name ``<name>-smoke``, so that its board files and MLflow experiment
+        are its own; the protocol's ``smoke`` puts it in every fingerprint."""
+        def short(recipe: Recipe, epochs: int) -> Recipe:
+            return replace(recipe, epochs=min(recipe.epochs, epochs), milestones=(),
+                           batch_size=min(recipe.batch_size, SMOKE_BATCH_SIZE))
+
+        def stages(params: dict[str, Any]) -> dict[str, Any]:
+            return {k: min(v, 1) if (k == "epochs" or k.endswith("_epochs"))
+                    and isinstance(v, int) and not isinstance(v, bool) else v
+                    for k, v in params.items()}
+
+        spec = self if self.family else replace(self, family=len(self.methods))
+        return replace(
+            spec, name=f"{self.name}-smoke"[:100],
+            description=f"SMOKE TEST, not a result: {self.description}",
+            seeds=self.seeds[:SMOKE_SEEDS], recipe=short(self.recipe, SMOKE_EPOCHS),
+            teacher=replace(self.teacher, recipe=short(self.teacher.recipe, 1)),
+            methods=tuple(replace(m, params=stages(m.params)) for m in self.methods),
+            protocol=replace(self.protocol, smoke=batches))
 
     def with_options(self, seeds: int | None = None, methods: list[str] | None = None) -> Spec:
         """This spec with ``--seeds N`` (seeds 0..N-1) and ``--methods a,b`` applied."""
@@ -221,7 +274,7 @@ class Spec:
 
 
 TOP_KEYS = {"name", "description", "seeds", "metric", "metrics", "dataset", "teacher",
-            "student", "recipe", "methods", "executor", "protocol", "tuning"}
+            "student", "recipe", "methods", "executor", "protocol", "tuning", "published"}
 TEACHER_KEYS = {"provider", "model", "seed", "recipe"}
 
 
@@ -322,6 +375,8 @@ def _parse(raw: dict[str, Any], path: Path, plugins: Plugins) -> Spec:
     student = _component(raw, "student", "students", plugins)
     recipe = check_recipe(build(Recipe, _table(raw, "recipe"), where="[recipe] "), "[recipe] ")
     teacher = _teacher(_table(raw, "teacher"), plugins)
+    if "smoke" in _table(raw, "protocol"):
+        raise SpecError("[protocol] smoke is set by `kdbench run --smoke` only; remove it")
     protocol = build(Protocol, _table(raw, "protocol"), where="[protocol] ")
 
     methods = []
@@ -362,7 +417,33 @@ def _parse(raw: dict[str, Any], path: Path, plugins: Plugins) -> Spec:
         methods=tuple(methods), seeds=seeds, metric=metric, metrics=metrics,
         executor=executor, protocol=protocol,
         tuning=check(str, raw.get("tuning", ""), "tuning"),
+        published=_published(raw, [m.label for m in methods]),
     )
+
+
+def _published(raw: dict[str, Any], rows: list[str]) -> Published | None:
+    """``[published]``: ``source`` (required), ``note``, and ``values``, percent by row."""
+    if "published" not in raw:
+        return None
+    table = _table(raw, "published")
+    _only(table, {"source", "note", "values"}, "[published] ")
+    source = check(str, table.get("source", ""), "[published] source")
+    if not source.strip():
+        raise SpecError("[published] needs source = \"...\": the paper or repository, and the "
+                        "table the numbers come from")
+    values = _table(table, "values", "[published] ", "published.")
+    allowed = ["teacher", "baseline", *rows]
+    out = {}
+    for key, value in values.items():
+        if key not in allowed:
+            raise SpecError(f"[published.values] {key!r} is not a row of the benchmark"
+                            f"{suggestion(key, allowed)}; rows: {', '.join(allowed)}")
+        number = check(float, value, f"[published.values] {_key(key)}")
+        if not 0 <= number <= 100:
+            raise SpecError(f"[published.values] {_key(key)} must be a percentage in [0, 100], "
+                            f"got {number}")
+        out[key] = round(number / 100, 10)
+    return Published(source, out, check(str, table.get("note", ""), "[published] note"))
 
 
 def _name(raw: dict[str, Any], path: Path) -> str:

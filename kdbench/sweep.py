@@ -205,7 +205,7 @@ def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, teacher_job: J
         return
     ref = teacher_job.teacher
     data = train.dataset(spec.dataset, str(cache_dir))
-    sample = data.x_train[:2]
+    sample = data.inputs(data.x_train[:2])
     student = shapes(train.build_model(spec.student, data), sample)
     provider_entry = plugins.entry("teachers", ref.provider)
     model = train.build_model(ref.model, data) if ref.model else None

@@ -234,6 +234,8 @@ class Tracker:
             TAG + "seconds": f"{result.seconds:.2f}",
             TAG + "student_parameters": str(result.student_parameters), OWNER: owner(),
         }
+        if run.job.protocol.smoke:
+            tags[TAG + "smoke"] = f"{run.job.protocol.smoke} batches per epoch; not a result"
         if run.spec_fingerprint:
             tags[TAG + "spec_fingerprint"] = run.spec_fingerprint
         tags.update({f"{TAG}code.{part}": code for part, code in run.code.items()})

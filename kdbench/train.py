@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from kdbench import accel as accelerate
 from kdbench import cachefile, contract
 from kdbench.contract import BrokenMethod
-from kdbench.data import Dataset, batches, hold_out, seal_test, seal_train
+from kdbench.data import Dataset, batches, hold_out, seal_test, seal_train, subset
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.method import LossTerms, Method, TransferContext
 from kdbench.metrics import Database, Metric, Outputs, needs_of
@@ -39,6 +39,8 @@ Emit = Callable[[str, int, int, dict[str, float]], None]
 
 # Teacher taps for the whole training set are cached when they fit in this many numbers.
 TEACHER_CACHE_LIMIT = 2**27
+SMOKE_EVALUATION = 32
+"""Validation and test samples of a smoke run (``protocol.smoke``): enough to exercise them."""
 
 
 @functools.cache
@@ -144,11 +146,12 @@ class TeacherTaps:
         if tapped is None or not frozen or data.augment is not None:
             return
         with torch.no_grad():
-            first = tapped(data.x_train[:1])
+            first = tapped(data.inputs(data.x_train[:1]))
             size = sum(t.numel() for t in _flat(first)) * len(data.x_train)
             if size > TEACHER_CACHE_LIMIT:
                 return
-            parts = [tapped(data.x_train[i]) for i in batches(len(data.x_train), 4 * batch_size)]
+            parts = [tapped(data.inputs(data.x_train[i]))
+                     for i in batches(len(data.x_train), 4 * batch_size)]
         self.cache = Taps(
             logits=torch.cat([p.logits for p in parts]) if first.logits is not None else None,
             embedding=torch.cat([p.embedding for p in parts]) if first.embedding is not None
@@ -247,7 +250,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
             emit("eval", 1, 1, val)
             final = {**_test_metrics(job, data, metrics, teacher, None), **val,
                      **_prefixed("train", evaluate([teacher], data.x_train, data.y_train,
-                                                   metrics))}
+                                                   metrics, prepare=data.prepare))}
             # A teacher kdbench fitted (scikit-learn, PCA) keeps its fit as the checkpoint.
             fitted = job.teacher.checkpoint if getattr(entry.factory, "fits", False) else None
             return RunResult("", "finished", final, [{"phase": "eval", "epoch": 1, **val}],
@@ -266,7 +269,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     if method.makes_transfer_set():
         data, artifacts = with_transfer_set(job, method, teacher, data)
 
-    sample = data.x_train[:2]
+    sample = data.inputs(data.x_train[:2])
     s_shapes = shapes(student, sample)
     t_shapes = shapes(teacher, sample) if teacher is not None else None
     if method.uses_teacher() and teacher is None:
@@ -292,16 +295,18 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     scored = [student, teacher] if compared and teacher is not None else [student]
     # A frozen teacher's validation logits never change: computing them every epoch cost as
     # much as the student's training on the 2-D benchmark.
-    fixed = outputs_on([teacher], data.x_val, frozenset({"logits"}))[0].logits \
+    fixed = outputs_on([teacher], data.x_val, frozenset({"logits"}), prepare=data.prepare
+                       )[0].logits \
         if compared and teacher is not None and not method.trains_teacher else None
 
     def on_validation() -> dict[str, float]:
         """Every metric of the student on the validation split (queries against the training
         split for retrieval), in one pass over it."""
         if fixed is not None:
-            taps = outputs_on([student], data.x_val, _taps_for(metrics))[0]
+            taps = outputs_on([student], data.x_val, _taps_for(metrics),
+                              prepare=data.prepare)[0]
             return score(metrics, taps, data.y_val, fixed, database(student, data, metrics))
-        return evaluate(scored, data.x_val, data.y_val, metrics, _database(data))
+        return evaluate(scored, data.x_val, data.y_val, metrics, _database(data), data.prepare)
 
     rank = job.metric or (job.metrics[0] if job.metrics else "")
     higher = metrics[rank].higher_is_better if rank in metrics else True
@@ -342,7 +347,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                 x, y = data.x_train[idx], data.y_train[idx]
                 if data.augment is not None:
                     x = data.augment(x, generator)
-                x = accelerate.batch(x, job.accel)
+                x = accelerate.batch(data.inputs(x), job.accel)
                 with autocast:
                     s = s_tapped(x) if student_forward else None
                     t = teacher_taps(x, idx)
@@ -390,7 +395,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     reported = best.restore() or len(main)
     val = {k: v for k, v in main[reported - 1].items() if k.startswith("val.")}
     final = {**_test_metrics(job, data, metrics, student, teacher if compared else None), **val,
-             **_prefixed("train", evaluate(scored, data.x_train, data.y_train, metrics)),
+             **_prefixed("train", evaluate(scored, data.x_train, data.y_train, metrics,
+                                          prepare=data.prepare)),
              "epoch": float(reported)}
     gain = validation_gain([row.get(f"val.{rank}", math.nan) for row in main])
     if gain is not None:
@@ -423,8 +429,19 @@ def with_transfer_set(job: Job, method: Method, teacher: nn.Module | None, data:
             f"{name}: its transfer_set returned {type(made).__name__}; expected a TransferSet "
             f"with x of shape (n, {', '.join(map(str, info.input_shape))}) (floating point, "
             "n > 0) and y of n class indices")
+    x = x.detach()
+    if data.prepare is not None:
+        # The impressions are model inputs; the split holds samples that `prepare` maps to
+        # inputs (a uint8 image's scale and normalisation), so they are stored mapped back.
+        inverse = getattr(data.prepare, "inverse", None)
+        if inverse is None:
+            raise KdbenchError(
+                f"{name}: its transfer set holds model inputs, and dataset "
+                f"{job.dataset.name!r} prepares its samples with "
+                f"{type(data.prepare).__name__}, which has no `inverse` to store them as samples")
+        x = inverse(x)
     device = data.x_val.device if data.x_val is not None else torch.device(job.device)
-    return replace(data, x_train=x.detach().to(device), y_train=y.to(device),
+    return replace(data, x_train=x.to(device), y_train=y.to(device),
                    train_info=None), dict(getattr(made, "artifacts", {}) or {})
 
 
@@ -441,6 +458,8 @@ def prepared(job: Job) -> Dataset:
     p = job.protocol
     data = _held_out(job.dataset.name, json.dumps(job.dataset.params, sort_keys=True),
                      job.cache_dir, p.validation, p.validation_seed)
+    if p.smoke:
+        data = subset(data, p.smoke * job.recipe.batch_size, SMOKE_EVALUATION)
     data = data if job.device == "cpu" else data.to(job.device)
     return data if job.evaluate_test else seal_test(data)
 
@@ -497,7 +516,7 @@ def _test_metrics(job: Job, data: Dataset, metrics: dict[str, Metric], model: nn
     if not job.evaluate_test:
         return {}
     return evaluate([model, *([teacher] if teacher is not None else [])], data.x_test,
-                    data.y_test, metrics, _database(data))
+                    data.y_test, metrics, _database(data), data.prepare)
 
 
 def _database(data: Dataset) -> tuple[Tensor, Tensor]:
@@ -516,21 +535,23 @@ def database(model: nn.Module, data: Dataset, metrics: dict[str, Metric]) -> Dat
     if "database" not in needs_of(metrics.values()) or \
             "embedding" not in tap_points(model).available():
         return None
-    return Database(outputs_on([model], data.x_train, frozenset({"embedding"}))[0].embedding,
-                    data.y_train)
+    return Database(outputs_on([model], data.x_train, frozenset({"embedding"}),
+                               prepare=data.prepare)[0].embedding, data.y_train)
 
 
 def evaluate(models: list[nn.Module], x: Tensor, y: Tensor, metrics: dict[str, Metric],
-             database: tuple[Tensor, Tensor] | None = None) -> dict[str, float]:
-    """Every metric of ``models[0]`` on inputs ``x`` with labels ``y``, comparing with the
-    teacher ``models[1]`` when there is one, in one pass over ``x``. Retrieval metrics query
-    ``database`` (inputs and labels of the training split); without one they are left out."""
-    outputs = outputs_on(models, x, _taps_for(metrics))
+             database: tuple[Tensor, Tensor] | None = None,
+             prepare: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+    """Every metric of ``models[0]`` on samples ``x`` (made inputs by ``prepare``, the
+    dataset's) with labels ``y``, comparing with the teacher ``models[1]`` when there is one,
+    in one pass over ``x``. Retrieval metrics query ``database`` (samples and labels of the
+    training split); without one they are left out."""
+    outputs = outputs_on(models, x, _taps_for(metrics), prepare=prepare)
     db = None
     if database is not None and "database" in needs_of(metrics.values()) and \
             outputs[0].embedding is not None:
-        db = Database(outputs_on(models[:1], database[0], frozenset({"embedding"}))[0].embedding,
-                      database[1])
+        db = Database(outputs_on(models[:1], database[0], frozenset({"embedding"}),
+                                 prepare=prepare)[0].embedding, database[1])
     return score(metrics, outputs[0], y, outputs[1].logits if len(outputs) > 1 else None, db)
 
 
@@ -545,10 +566,12 @@ def score(metrics: dict[str, Metric], taps: Taps, y: Tensor, teacher_logits: Ten
 
 @torch.no_grad()
 def outputs_on(models: list[nn.Module], x: Tensor, wanted: frozenset[str],
-               batch_size: int = 1024) -> list[Taps]:
-    """Each model's logits and embedding (those of ``wanted`` that it has) on the inputs
-    ``x``, in float32 and eval mode (modes are restored), from a single pass over ``x``: the
-    test split is read once for the student and its teacher."""
+               batch_size: int = 1024, prepare: Callable[[Tensor], Tensor] | None = None
+               ) -> list[Taps]:
+    """Each model's logits and embedding (those of ``wanted`` that it has) on the samples
+    ``x`` (made inputs by ``prepare``, the dataset's), in float32 and eval mode (modes are
+    restored), from a single pass over ``x``: the test split is read once for the student and
+    its teacher."""
     was = [m.training for m in models]
     tapped = [Tapped(m, wanted & tap_points(m).available()) for m in models]
     for m in models:
@@ -556,7 +579,7 @@ def outputs_on(models: list[nn.Module], x: Tensor, wanted: frozenset[str],
     parts: list[list[Taps]] = [[] for _ in models]
     try:
         for i in batches(len(x), batch_size):
-            batch = x[i]
+            batch = x[i] if prepare is None else prepare(x[i])
             for part, t in zip(parts, tapped, strict=True):
                 part.append(t(batch))
     finally:

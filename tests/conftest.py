@@ -53,6 +53,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Path) -> None:
     monkeypatch.setenv("KDBENCH_CACHE", str(cache_dir))
+    monkeypatch.setenv("KDBENCH_DATA", "")  # unset, and restored after `main(["--data-root"...])`
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
 

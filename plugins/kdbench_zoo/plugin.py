@@ -11,6 +11,7 @@ from kdbench_zoo import (
     digits,
     estimator,
     features,
+    image_folder,
     lenet,
     mlp,
     mnist1d,
@@ -23,6 +24,7 @@ from kdbench_zoo import (
     shufflenet,
     torchvision_models,
     vgg,
+    vision,
     wrn,
 )
 
@@ -32,6 +34,9 @@ def kdbench_datasets(register: Register) -> None:
     register("mnist1d", mnist1d.load, params=mnist1d.MNIST1DParams)
     register("digits", digits.digits, params=digits.DigitsParams)
     register("mnist5k", digits.mnist5k, params=digits.MNIST5kParams)
+    for name in vision.STANDARD:
+        register(name, getattr(vision, name), params=vision.VisionParams)
+    register("image_folder", image_folder.image_folder, params=image_folder.ImageFolderParams)
 
 
 @kdbench.hookimpl
