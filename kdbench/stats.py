@@ -227,7 +227,9 @@ def _p_welch(x: np.ndarray, y: np.ndarray, tol: float) -> float:
 
 
 def _p_mannwhitney(x: np.ndarray, y: np.ndarray, tol: float) -> float:
-    if x.size < 1 or y.size < 1:
+    # One value in an arm (a row whose other seeds failed) permits no test; scipy's exact
+    # permutation path refuses it outright.
+    if x.size < 2 or y.size < 2:
         return math.nan
     pooled = np.concatenate([x, y])
     if _flat(pooled, tol):

@@ -478,3 +478,11 @@ def test_a_family_larger_than_the_methods_given_counts_the_rest_as_p_1():
     assert "17 methods" in alone["kd"].note or alone["kd"].note == "" or "Holm" in alone["kd"].note
     with pytest.raises(ValueError, match="family_size"):
         compare(base, {"kd": kd, "other": other}, family_size=1)
+
+
+def test_an_arm_with_one_value_has_no_mann_whitney_p() -> None:
+    """A row whose other seeds failed leaves one value: no rank test, and no crash (scipy's
+    exact permutation path refuses a one-value sample)."""
+    from kdbench.stats import _p_mannwhitney
+
+    assert math.isnan(_p_mannwhitney(np.array([0.5]), np.array([0.5, 0.25]), 1e-12))
