@@ -111,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
                      "benchmark's, else process)")
     run.add_argument("--address", metavar="HOST:PORT",
                      help="with --executor ray: the Ray cluster's head (`ray start --head`)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="plan and check the runs (models build, every method accepts the pair, "
+                     "data are found) and print them; train nothing, open no store")
     run.add_argument("--until-decided", action="store_true",
                      help="add seeds to methods without a verdict until decided (needs "
                      "--max-seeds); each look is tested at an alpha-spending level")
@@ -351,12 +354,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                            f"{len(spec.seeds)} seeds the benchmark starts with")
     check_run_count(spec, args.max_seeds if args.until_decided else len(spec.seeds),
                     args.max_runs)
-    writable_dir(args.out)
+    if not args.dry_run:  # creates the folder
+        writable_dir(args.out)
     fresh = _fresh_rows(args.fresh, spec)
     cache = args.cache_dir or default_cache()
     device = _device(args.device)
     sweep = sweeps.plan(spec, plugins, cache, device)  # before the store: a missing dataset
-    tracker = Tracker(args.tracking_uri)               # stops here, having created nothing
+    if args.dry_run:                                   # stops here, having created nothing
+        print(dry_run(sweep))
+        return 0
+    tracker = Tracker(args.tracking_uri)
 
     executor_name = args.executor or spec.executor.name
     executor = executors.configured(plugins, spec, args.executor, args.workers, device,
@@ -380,6 +387,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     ui = "kdbench ui" + ("" if tracker.uri == "sqlite:///mlflow.db"
                          else f" --tracking-uri {tracker.uri}")
     return publish(session, sweep, train, higher, args, where=f"MLflow: {tracker.uri} ({ui})")
+
+
+def dry_run(sweep: Any) -> str:
+    """What ``kdbench run --dry-run`` prints: each row's runs as planned (seeds, how they train,
+    fingerprints), and that nothing was trained."""
+    rows: dict[str, list[Any]] = {}
+    for run in sweep.runs:
+        rows.setdefault(run.label, []).append(run)
+    lines = [f"{sweep.spec.name}: {len(sweep.runs)} runs planned and checked; nothing trained "
+             "(--dry-run)"]
+    for label, runs in rows.items():
+        engines = sorted({r.job.engine for r in runs})
+        lines.append(f"  {label:<24} seeds {','.join(str(r.seed) for r in runs):<14} "
+                     f"{'/'.join(engines):<8} {' '.join(r.fingerprint[:8] for r in runs)}")
+    return "\n".join(lines)
 
 
 def publish(session: Session, planned: Any, train: Any, higher: bool, args: argparse.Namespace,

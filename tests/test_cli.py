@@ -189,3 +189,17 @@ def test_until_decided_adds_seeds_and_stops(tiny: Path, tmp_path: Path,
     assert board["alpha"] < 0.05
     assert main(["run", str(tiny), "--until-decided"]) == 2
     assert "--until-decided needs --max-seeds" in capsys.readouterr().err
+
+
+def test_dry_run_plans_and_checks_but_trains_and_stores_nothing(tiny: Path, tmp_path: Path,
+                                                                capsys) -> None:
+    from kdbench.cli import main
+
+    store = tmp_path / "dry.db"
+    code = main(["run", str(tiny), "--dry-run", "--tracking-uri", f"sqlite:///{store}",
+                 "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "5 runs planned and checked; nothing trained" in out
+    assert {"teacher", "baseline", "kd"} <= {line.split()[0] for line in out.splitlines()[1:]}
+    assert not store.exists() and not (tmp_path / "out").exists()
