@@ -448,10 +448,7 @@ class _BestSlice:
         self.state: dict[str, Tensor] | None = None
 
     def see(self, epoch: int, value: float, state: dict[str, Tensor]) -> None:
-        if not self.active or math.isnan(value):
-            return
-        if not math.isnan(self.value) and (value < self.value if self.higher
-                                           else value > self.value):
+        if not self.active or not train.improves(value, self.value, self.higher):
             return
         self.epoch, self.value = epoch, value
         self.state = {k: v.detach().clone() for k, v in state.items()}

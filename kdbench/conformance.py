@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kdbench import tomlwrite
 from kdbench.contract import BrokenMethod, check_terms
 from kdbench.data import DataInfo, Dataset
 from kdbench.errors import Incompatible, KdbenchError
@@ -109,26 +110,6 @@ def _fail(who: str, what: str) -> Nonconformance:
 # Parameters ---------------------------------------------------------------------------
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(float(value)) if isinstance(value, float) else str(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()
-                               if v is not None) + "}"
-    raise TypeError(f"{type(value).__name__} has no TOML form")
-
-
-def _toml_key(key: Any) -> str:
-    key = str(key)
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
-
-
 def check_params(kind: str, name: str, plugins: Plugins | None = None,
                  tracking_uri: str | None = None) -> dict[str, Any]:
     """The defaults of ``name``'s ``Params`` survive a benchmark file and MLflow.
@@ -145,11 +126,11 @@ def check_params(kind: str, name: str, plugins: Plugins | None = None,
     defaults = entry.make_params({})
     values = {k: v for k, v in as_dict(defaults).items() if v is not None}
     try:
-        text = "\n".join(f"{_toml_key(key)} = {_toml_value(value)}"
-                         for key, value in values.items())
-    except TypeError as error:
+        text = tomlwrite.dump(values)
+    except KdbenchError as error:
         raise _fail(who, f"a default cannot be written in a benchmark file ({error}); "
-                    "parameters must be bool, int, float, str, or lists or tables of them") from None
+                    "parameters must be bool, int, float, str, or lists or tables of them"
+                    ) from None
     rebuilt = entry.make_params(tomllib.loads(text))
     if rebuilt != defaults:
         raise _fail(who, f"its defaults {defaults} came back from a benchmark file as "

@@ -240,15 +240,19 @@ def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, teacher_job: J
             raise Incompatible(f"[methods.{row.label}] {row.method}: {error}") from None
 
 
+def _provider(spec: Spec, plugins: Plugins) -> Any:
+    """The benchmark's teacher provider, built from ``[teacher]``."""
+    entry = plugins.entry("teachers", spec.teacher.provider)
+    return entry.factory(entry.make_params(spec.teacher.params))
+
+
 def describe_teacher(spec: Spec, plugins: Plugins) -> str:
     """The teacher in words: ``'cnn1d'`` (trained by kdbench), or what its provider says it is
     (``sklearn Pipeline(PCA(n_components=16), LogisticRegression())``)."""
     t = spec.teacher
-    entry = plugins.entry("teachers", t.provider)
-    provider = entry.factory(entry.make_params(t.params))
-    describe = getattr(provider, "describe", None)
-    if describe is not None:
-        return describe()
+    provider = _provider(spec, plugins)
+    if getattr(provider, "describe", None) is not None:
+        return provider.describe()
     return repr(t.model.name) if t.model is not None else repr(t.provider)
 
 
@@ -257,8 +261,7 @@ def teacher_kind(spec: Spec, plugins: Plugins) -> str:
     ``cnn1d from checkpoint teacher.pt``, or what its provider says (``sklearn pca +
     logistic_regression``, ``features HOG (2×2 cells, 9 bins)``)."""
     t = spec.teacher
-    entry = plugins.entry("teachers", t.provider)
-    provider = entry.factory(entry.make_params(t.params))
+    provider = _provider(spec, plugins)
     if getattr(provider, "describe", None) is not None:
         return provider.describe()
     name = t.model.name if t.model is not None else t.provider

@@ -464,6 +464,14 @@ def prepared(job: Job) -> Dataset:
     return data if job.evaluate_test else seal_test(data)
 
 
+def improves(value: float, best: float, higher: bool) -> bool:
+    """Whether an epoch scoring ``value`` replaces the best so far (``nan``: none yet): a
+    tie does, the later epoch having trained longer; a ``nan`` value never does."""
+    if math.isnan(value):
+        return False
+    return math.isnan(best) or (value >= best if higher else value <= best)
+
+
 class _Best:
     """The best epoch of the main training on the validation split, and a copy of the
     weights it ended with (``epoch = "best"``; the later epoch wins a tie, having trained
@@ -476,10 +484,7 @@ class _Best:
         self.states: list[dict[str, Tensor]] = []
 
     def see(self, epoch: int, value: float) -> None:
-        if not self.active or math.isnan(value):
-            return
-        if not math.isnan(self.value) and (value < self.value if self.higher
-                                           else value > self.value):
+        if not self.active or not improves(value, self.value, self.higher):
             return
         self.epoch, self.value = epoch, value
         self.states = [{k: v.detach().clone() for k, v in m.state_dict().items()}

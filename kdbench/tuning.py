@@ -55,13 +55,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kdbench import sweep as sweeps
+from kdbench import tomlwrite
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.executors import Executor
 from kdbench.params import Choice, LogUniform, Space, as_dict, search_space
@@ -588,7 +588,7 @@ def tuned_toml(tuning: Tuning) -> str:
         what = f"{row.best_value:.4f} ({_describe(row.best)})" if row.best_value is not None \
             else row.note or "not tuned"
         lines.append(f"#   {row.label}: {what}; study {row.study}")
-    return "\n".join(lines) + "\n\n" + _dump(doc)
+    return "\n".join(lines) + "\n\n" + tomlwrite.dump(doc)
 
 
 def write_toml(tuning: Tuning, out: Path) -> Path:
@@ -604,37 +604,3 @@ def _plain(table: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in table.items() if v is not None}
 
 
-_BARE = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _key(key: str) -> str:
-    return key if _BARE.fullmatch(key) else json.dumps(key, ensure_ascii=False)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()
-                               if v is not None) + "}"
-    raise KdbenchError(f"cannot write {value!r} to a benchmark file")
-
-
-def _dump(doc: dict[str, Any], table: tuple[str, ...] = ()) -> str:
-    """TOML for a document of tables, lists and scalars: a table's own keys first, then
-    its sub-tables as ``[a.b]`` sections."""
-    lines = [f"{_key(k)} = {_value(v)}" for k, v in doc.items()
-             if v is not None and not isinstance(v, dict)]
-    subtables = [(k, v) for k, v in doc.items() if isinstance(v, dict)]
-    if table and (lines or not subtables):  # [methods] alone says nothing its rows do not
-        lines.insert(0, "[" + ".".join(_key(k) for k in table) + "]")
-    text = "\n".join(lines) + "\n" if lines else ""
-    for key, value in subtables:
-        text += ("\n" if text else "") + _dump(value, (*table, key))
-    return text
