@@ -166,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
     recipe.add_argument("--workers", type=int, metavar="N")
     recipe.add_argument("--executor", metavar="NAME")
     recipe.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
+    recipe.add_argument("--batch-runs", type=_batch_runs, default=0, metavar="N|off|auto",
+                        help="train up to N seeds of a budget at once as one stacked model "
+                        "(default auto: where the student is small)")
     recipe.add_argument("--data-root", type=Path, metavar="DIR", help=DATA_ROOT_HELP)
     sub.add_parser("plugins", parents=[common], help="list plugins and what they registered")
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
@@ -698,7 +701,7 @@ def cmd_check_recipe(args: argparse.Namespace) -> int:
     from kdbench.tracking import Tracker
 
     plugins = Plugins.load(strict=args.strict_plugins)
-    spec = _accelerated(args, load(args.benchmark, plugins))
+    spec = _accelerated(args, replace(load(args.benchmark, plugins), batch_runs=args.batch_runs))
     budgets = convergence.parse_budgets(args.budgets)
     device = _device(args.device)
     tracker = Tracker(args.tracking_uri)

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from kdbench import grid, stats
+from kdbench import batched, grid, stats
 from kdbench import sweep as sweeps
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor
@@ -209,13 +209,22 @@ def check(spec: Spec, plugins: Plugins, tracker: Any, executor: Executor, cache_
         "check_seeds": options.seeds, "fresh": options.fresh, "device": device})
     status = "FAILED"
     try:
-        for index, result in executor.map([r.job for r in todo], lambda *_: None):
-            run = todo[index]
-            result.fingerprint = run.fingerprint
-            tracker.log(experiment, parent, run, result)
-            results[run.fingerprint] = result
-            if options.on_result is not None:
-                options.on_result(run, result)
+        # Stacked like a sweep's rows: seeds of one budget train as one model.
+        if any(r.job.engine != "plain" for r in todo) and not getattr(executor, "groups", False):
+            raise KdbenchError(f"executor {type(executor).__name__} cannot train runs stacked "
+                               "(it has no `groups = True`); use --batch-runs off")
+        members, units = batched.units([r.job for r in todo],
+                                       batched.group_size(spec.batch_runs, options.seeds))
+        for index, outcome in executor.map(units, lambda *_: None):
+            for member, result in zip(members[index],
+                                      sweeps.per_member(outcome, len(members[index])),
+                                      strict=True):
+                run = todo[member]
+                result.fingerprint = run.fingerprint
+                tracker.log(experiment, parent, run, result)
+                results[run.fingerprint] = result
+                if options.on_result is not None:
+                    options.on_result(run, result)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -324,7 +324,7 @@ def batched_size(sweep: Sweep, executor: Executor) -> int:
     return batched.group_size(sweep.spec.batch_runs, len(sweep.spec.seeds))
 
 
-def _per_member(outcome: RunResult | list[RunResult], members: int) -> list[RunResult]:
+def per_member(outcome: RunResult | list[RunResult], members: int) -> list[RunResult]:
     """A unit's results, one per member: a group whose worker died returns one failed result,
     which each of its runs gets (a copy, since each is logged as its own run)."""
     if isinstance(outcome, list):
@@ -385,7 +385,7 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
                 try:
                     for index, outcome in arriving:
                         for member, result in zip(members[index],
-                                                  _per_member(outcome, len(members[index])),
+                                                  per_member(outcome, len(members[index])),
                                                   strict=True):
                             run = mine[member]
                             result.fingerprint = run.fingerprint
