@@ -180,6 +180,17 @@ class Method:
         """Whether the method trains on its own :meth:`transfer_set` (it overrides it)."""
         return cls.transfer_set is not Method.transfer_set
 
+    def teacher_targets(self, t: Taps) -> dict[str, Tensor]:
+        """Optional: tensors ``loss`` needs that depend on the frozen teacher's taps alone,
+        each sample's rows on that sample's taps only (KD-SVD's singular vectors).
+
+        The loop computes them without gradient and hands them to ``loss`` as
+        ``t.targets``: once per training sample where it caches the teacher's taps (no
+        augmentation), once per batch otherwise, instead of every epoch. Called after
+        :meth:`build`. ``loss`` computes them itself when ``t.targets`` is empty (a caller
+        that hands it plain taps)."""
+        return {}
+
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch of the main training (0-based), for schedules such as
         DKD's warm-up."""

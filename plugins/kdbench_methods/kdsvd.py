@@ -41,6 +41,11 @@ Choices where implementations differ, after the authors' code (sseung0703/SSKD_S
   ReLU maps) give finite gradients instead of NaN. The authors truncate the same sum to
   the 5 leading vectors and zero non-finite values.
 
+The frozen teacher's side (its vectors and weights σ̂) depends on each sample's maps alone:
+the loop computes it once per training sample where it caches the teacher's taps (no
+augmentation), and once per batch otherwise (``teacher_targets``), from the smaller of the
+two Gram matrices rather than a full SVD.
+
 Stages are paired from the deepest and need at least two pairs; maps may be 1-D or 2-D
 (any spatial rank, flattened); flat stages are refused.
 """
@@ -74,13 +79,14 @@ def right_singular_vectors(X: Tensor, k: int) -> tuple[Tensor, Tensor]:
     small symmetric eigenproblem, solved in float64 so that squaring X's condition number
     costs the leading vectors no precision, and a hundred times cheaper than the full SVD
     that V's complete basis would otherwise take. A wide X (the short maps of 1-D CNNs) is
-    cheaper to decompose directly.
+    cheaper to decompose directly. Without gradient (the frozen teacher's maps) only the
+    leading vectors are needed: :func:`leading_right_singular_vectors`.
     """
     m, c = X.shape[1:]
     k = min(k, c)
-    # The Gram matrix is needed by the tall decomposition and by the gradient, not otherwise
-    # (the frozen teacher's wide maps).
-    G = X.mT @ X if m > c or X.requires_grad else None
+    if not X.requires_grad:
+        return leading_right_singular_vectors(X, k)
+    G = X.mT @ X
     with torch.no_grad():
         if m > c:
             lam, V = torch.linalg.eigh(G.detach().double())
@@ -89,14 +95,35 @@ def right_singular_vectors(X: Tensor, k: int) -> tuple[Tensor, Tensor]:
             _, sigma, Vh = torch.linalg.svd(X.detach(), full_matrices=True)
             V, lam = Vh.mT, F.pad(sigma.pow(2), (0, c - sigma.shape[1]))
     V_k, sigma_k = V[..., :k], lam[:, :k].sqrt()
-    if not X.requires_grad:
-        return V_k, sigma_k
     gap = lam[:, None, :k] - lam[:, :, None]  # [n, j, i] = σ_i² − σ_j², zero where j = i
     delta = GAP_DAMPING * lam[:, :1, None] + 1e-12
     inv_gap = gap / (gap.pow(2) + delta.pow(2))
     # v_jᵀ (XᵀX) v_i vanishes at X, so dV adds nothing to the value, only the derivative
     dV = V @ ((V.mT @ (G @ V_k)) * inv_gap)
     return V_k + (dV - dV.detach()), sigma_k
+
+
+@torch.no_grad()
+def leading_right_singular_vectors(X: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """V_k (N, C, k) and σ_k (N, k) of :func:`right_singular_vectors`, without gradient,
+    from the smaller Gram matrix in float64: XᵀX (C × C), whose eigenvectors are V, or for a
+    wide X the M × M matrix XXᵀ, whose eigenvectors u_i give v_i = Xᵀu_i / σ_i (an SVD of
+    X would build the whole C × C basis). Vectors of singular values below 10⁻⁷ σ_1, and
+    those beyond X's M rows, are zero: rounding noise, and weighted by σ̂ ≈ 0 in the loss.
+    """
+    m, c = X.shape[1:]
+    k = min(k, c)
+    Xd = X.double()
+    if m >= c:
+        lam, V = torch.linalg.eigh(Xd.mT @ Xd)
+        V_k, sigma_k = V.flip(-1)[..., :k], lam.flip(-1)[:, :k].clamp(min=0).sqrt()
+    else:
+        lam, U = torch.linalg.eigh(Xd @ Xd.mT)
+        U_k, sigma_k = U.flip(-1)[..., :k], lam.flip(-1)[:, :k].clamp(min=0).sqrt()
+        kept = sigma_k > 1e-7 * sigma_k[:, :1]
+        V_k = Xd.mT @ U_k / torch.where(kept, sigma_k, 1)[:, None, :] * kept[:, None, :]
+        V_k, sigma_k = F.pad(V_k, (0, k - V_k.shape[2])), F.pad(sigma_k, (0, k - sigma_k.shape[1]))
+    return V_k.to(X.dtype), sigma_k.to(X.dtype)
 
 
 def canonical_sign(V: Tensor) -> Tensor:
@@ -191,20 +218,32 @@ class KDSVD(Method):
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.weight = self._ramp(epoch)
 
+    def teacher_targets(self, t: Taps) -> dict[str, Tensor]:
+        """Per paired stage i of the frozen teacher, sample by sample: its k leading right
+        singular vectors ``v{i}`` (N, C, k), canonically signed, and their weights σ̂
+        ``w{i}`` (N, 1, k). The loop caches them per sample where the teacher's taps are."""
+        n = len(self.connectors)
+        targets = {}
+        # SVD has no half-precision kernels
+        with torch.no_grad(), torch.autocast(t.stages[0].device.type, enabled=False):
+            for i, f_t in enumerate(t.stages[-n:]):
+                v_t, sigma_t = right_singular_vectors(as_matrices(f_t.float()), self.params.k)
+                targets[f"v{i}"] = canonical_sign(v_t)
+                targets[f"w{i}"] = F.normalize(sigma_t, dim=1)[:, None, :]
+        return targets
+
     def loss(self, s: Taps, t: Taps | None, y: Tensor, idx: Tensor) -> LossTerms:
         hp: KDSVDParams = self.params
-        n = len(self.connectors)
+        targets = t.targets or self.teacher_targets(t)
         V_s, V_t = [], []
         # SVD has no half-precision kernels, and the damped gaps need float32's range
         with torch.autocast(s.logits.device.type, enabled=False):
-            for r, f_s, f_t in zip(self.connectors, s.stages[-n:], t.stages[-n:], strict=True):
-                v_t, sigma_t = right_singular_vectors(as_matrices(f_t.detach().float()), hp.k)
-                v_t = canonical_sign(v_t)
+            stages = s.stages[-len(self.connectors):]
+            for i, (r, f_s) in enumerate(zip(self.connectors, stages, strict=True)):
+                v_t, w = targets[f"v{i}"], targets[f"w{i}"]
                 v_s, _ = right_singular_vectors(as_matrices(r(f_s.float())),
                                                 hp.k + hp.candidates)
-                v_s = align(v_s, v_t)
-                w = F.normalize(sigma_t, dim=1)[:, None, :]
-                V_s.append(v_s * w)
+                V_s.append(align(v_s, v_t) * w)
                 V_t.append(v_t * w)
             distill = kdsvd_loss(V_s, V_t)
         return {
