@@ -40,7 +40,8 @@ LossTerms = dict[str, Tensor]
 Each term is a floating-point scalar tensor, and at least one depends on a trained
 parameter. The loop checks this at every step (:mod:`kdbench.contract`): anything else,
 or a non-finite term or gradient, fails the run with a message naming the method, the
-term, the phase, the epoch and the step."""
+term, the phase, the epoch and the step (finiteness is read at the end of each epoch, so
+that no step waits for the device)."""
 
 
 @dataclass(frozen=True)

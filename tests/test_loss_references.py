@@ -21,7 +21,6 @@ from kdbench_methods.kdsvd import (
     as_matrices,
     canonical_sign,
     kdsvd_loss,
-    leading_right_singular_vectors,
     right_singular_vectors,
 )
 from kdbench_methods.rkd import gram_angle_potential, rkd_angle_loss
@@ -132,7 +131,7 @@ def test_crd_scoring_the_whole_bank_matches_gathering_the_negatives(objective: s
         assert torch.allclose(critic.log_z, log_z, rtol=1e-6)
 
 
-# --- KD-SVD: the teacher's vectors from the smaller Gram matrix, once per sample --------
+# --- KD-SVD: both sides from the smaller Gram matrix, the teacher's once per sample -----
 
 
 def reference_teacher_vectors(X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,7 +145,7 @@ def reference_teacher_vectors(X: torch.Tensor, k: int) -> tuple[torch.Tensor, to
 @pytest.mark.parametrize(("m", "c", "k"), [(19, 25, 1), (5, 25, 2), (3, 8, 5), (30, 12, 2)])
 def test_kdsvd_teacher_vectors_match_a_full_svd(m: int, c: int, k: int) -> None:
     X = torch.relu(torch.randn(50, m, c, generator=torch.Generator().manual_seed(m)))
-    V, sigma = leading_right_singular_vectors(X, k)
+    V, sigma = right_singular_vectors(X, k)
     V_ref, sigma_ref = reference_teacher_vectors(X, k)
     assert V.shape == V_ref.shape == (50, c, k)
     assert (sigma - sigma_ref).abs().max() <= 1e-5 * sigma_ref.max()
@@ -155,19 +154,34 @@ def test_kdsvd_teacher_vectors_match_a_full_svd(m: int, c: int, k: int) -> None:
     cos = (V[..., :rank] * V_ref[..., :rank]).sum(1).abs()
     assert (cos - 1).abs().max() < 1e-4
     assert not V[..., rank:].any() and not sigma[:, rank:].any()
-    V, sigma = leading_right_singular_vectors(torch.zeros(2, m, c), k)  # a dead map: no NaN
+    V, sigma = right_singular_vectors(torch.zeros(2, m, c), k)  # a dead map: no NaN
     assert V.isfinite().all() and not sigma.any()
 
 
+def reference_student_vectors(X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student's side as it was (for wide matrices): a full SVD for the complete basis
+    the gradient sums over, nothing implicit."""
+    c = X.shape[2]
+    G = X.mT @ X
+    with torch.no_grad():
+        _, sigma, Vh = torch.linalg.svd(X.detach(), full_matrices=True)
+        V, lam = Vh.mT, F.pad(sigma.pow(2), (0, c - sigma.shape[1]))
+    V_k, sigma_k = V[..., :k], lam[:, :k].sqrt()
+    gap = lam[:, None, :k] - lam[:, :, None]
+    delta = 1e-3 * lam[:, :1, None] + 1e-12
+    dV = V @ ((V.mT @ (G @ V_k)) * (gap / (gap.pow(2) + delta.pow(2))))
+    return V_k + (dV - dV.detach()), sigma_k
+
+
 def reference_kdsvd(method: KDSVD, s: Taps, t: Taps) -> torch.Tensor:
-    """The distillation term as it was: the teacher decomposed by a full SVD every batch."""
+    """The distillation term as it was: full SVDs, the teacher's every batch."""
     hp = method.params
     n = len(method.connectors)
     V_s, V_t = [], []
     for r, f_s, f_t in zip(method.connectors, s.stages[-n:], t.stages[-n:], strict=True):
         v_t, sigma_t = reference_teacher_vectors(as_matrices(f_t.detach().float()), hp.k)
         v_t = canonical_sign(v_t)
-        v_s, _ = right_singular_vectors(as_matrices(r(f_s.float())), hp.k + hp.candidates)
+        v_s, _ = reference_student_vectors(as_matrices(r(f_s.float())), hp.k + hp.candidates)
         w = F.normalize(sigma_t, dim=1)[:, None, :]
         V_s.append(align(v_s, v_t) * w)
         V_t.append(v_t * w)

@@ -43,8 +43,8 @@ Choices where implementations differ, after the authors' code (sseung0703/SSKD_S
 
 The frozen teacher's side (its vectors and weights σ̂) depends on each sample's maps alone:
 the loop computes it once per training sample where it caches the teacher's taps (no
-augmentation), and once per batch otherwise (``teacher_targets``), from the smaller of the
-two Gram matrices rather than a full SVD.
+augmentation), and once per batch otherwise (``teacher_targets``). Both sides are decomposed
+through the smaller of the two Gram matrices rather than by a full SVD.
 
 Stages are paired from the deepest and need at least two pairs; maps may be 1-D or 2-D
 (any spatial rank, flattened); flat stages are refused.
@@ -69,61 +69,59 @@ from kdbench_methods._maps import CONVS, paired
 GAP_DAMPING = 1e-3
 """δ/σ_1²: singular-value gaps below this fraction of the largest are damped in backward."""
 
+NEGLIGIBLE = 1e-6
+"""σ_j/σ_1 below which a wide matrix's singular vector is rounding noise: zero, σ_j = 0."""
+
 
 def right_singular_vectors(X: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The k leading right singular vectors V (N, C, k) and singular values σ (N, k) of the
     matrices X (N, M, C); V's gradient stays finite when singular values repeat.
 
-    A tall X (M > C positions, e.g. the 784 × C matrix of a 28×28 map) is decomposed
-    through its C × C Gram matrix XᵀX, whose eigenvectors are V and eigenvalues σ²: one
-    small symmetric eigenproblem, solved in float64 so that squaring X's condition number
-    costs the leading vectors no precision, and a hundred times cheaper than the full SVD
-    that V's complete basis would otherwise take. A wide X (the short maps of 1-D CNNs) is
-    cheaper to decompose directly. Without gradient (the frozen teacher's maps) only the
-    leading vectors are needed: :func:`leading_right_singular_vectors`.
+    X is decomposed through its smaller Gram matrix (:func:`eigenbasis`): one small
+    symmetric eigenproblem per sample, a fraction of the cost of the full SVD whose C × C
+    basis the gradient would otherwise take. The gradient is the exact first-order one
+    (module docstring); for a wide X the part of R^C beyond its M rows has σ = 0, and its
+    vectors enter the sum only through their projector I − V Vᵀ.
     """
-    m, c = X.shape[1:]
+    c = X.shape[2]
     k = min(k, c)
+    V, lam = eigenbasis(X.detach())
+    short = max(k - V.shape[2], 0)  # vectors beyond a wide X's M rows: zero, σ = 0
+    V_k, lam_k = F.pad(V[..., :k], (0, short)), F.pad(lam[:, :k], (0, short))
     if not X.requires_grad:
-        return leading_right_singular_vectors(X, k)
+        return V_k, lam_k.sqrt()
     G = X.mT @ X
-    with torch.no_grad():
-        if m > c:
-            lam, V = torch.linalg.eigh(G.detach().double())
-            lam, V = lam.flip(-1).clamp(min=0).to(X.dtype), V.flip(-1).to(X.dtype)
-        else:
-            _, sigma, Vh = torch.linalg.svd(X.detach(), full_matrices=True)
-            V, lam = Vh.mT, F.pad(sigma.pow(2), (0, c - sigma.shape[1]))
-    V_k, sigma_k = V[..., :k], lam[:, :k].sqrt()
-    gap = lam[:, None, :k] - lam[:, :, None]  # [n, j, i] = σ_i² − σ_j², zero where j = i
+    gap = lam_k[:, None, :] - lam[:, :, None]  # [n, j, i] = σ_i² − σ_j², zero where j = i
     delta = GAP_DAMPING * lam[:, :1, None] + 1e-12
     inv_gap = gap / (gap.pow(2) + delta.pow(2))
     # v_jᵀ (XᵀX) v_i vanishes at X, so dV adds nothing to the value, only the derivative
-    dV = V @ ((V.mT @ (G @ V_k)) * inv_gap)
-    return V_k + (dV - dV.detach()), sigma_k
+    GV = G @ V_k
+    VtGV = V.mT @ GV
+    dV = V @ (VtGV * inv_gap)
+    if V.shape[2] < c:  # the rest of R^C, where σ_j = 0: the gap is σ_i²
+        dV = dV + (GV - V @ VtGV) * (lam_k / (lam_k.pow(2) + delta[:, 0].pow(2)))[:, None, :]
+    return V_k + (dV - dV.detach()), lam_k.sqrt()
 
 
 @torch.no_grad()
-def leading_right_singular_vectors(X: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """V_k (N, C, k) and σ_k (N, k) of :func:`right_singular_vectors`, without gradient,
-    from the smaller Gram matrix in float64: XᵀX (C × C), whose eigenvectors are V, or for a
-    wide X the M × M matrix XXᵀ, whose eigenvectors u_i give v_i = Xᵀu_i / σ_i (an SVD of
-    X would build the whole C × C basis). Vectors of singular values below 10⁻⁷ σ_1, and
-    those beyond X's M rows, are zero: rounding noise, and weighted by σ̂ ≈ 0 in the loss.
-    """
+def eigenbasis(X: Tensor) -> tuple[Tensor, Tensor]:
+    """Right singular vectors V (N, C, r) of X (N, M, C) and their σ² (N, r), descending,
+    from the smaller Gram matrix, in float64 so that squaring X's condition number costs the
+    leading vectors no precision: r = C from XᵀX (C × C), whose eigenvectors are V, when
+    M ≥ C (a 784 × C matrix of a 28×28 map: a hundred times cheaper than its SVD); r = M
+    from XXᵀ (M × M) for a wide X (the short maps of 1-D CNNs), whose eigenvectors u_i give
+    v_i = Xᵀu_i / σ_i, zero where σ_i < 10⁻⁶ σ_1 (rounding noise; σ_i is then 0)."""
     m, c = X.shape[1:]
-    k = min(k, c)
     Xd = X.double()
     if m >= c:
         lam, V = torch.linalg.eigh(Xd.mT @ Xd)
-        V_k, sigma_k = V.flip(-1)[..., :k], lam.flip(-1)[:, :k].clamp(min=0).sqrt()
-    else:
-        lam, U = torch.linalg.eigh(Xd @ Xd.mT)
-        U_k, sigma_k = U.flip(-1)[..., :k], lam.flip(-1)[:, :k].clamp(min=0).sqrt()
-        kept = sigma_k > 1e-7 * sigma_k[:, :1]
-        V_k = Xd.mT @ U_k / torch.where(kept, sigma_k, 1)[:, None, :] * kept[:, None, :]
-        V_k, sigma_k = F.pad(V_k, (0, k - V_k.shape[2])), F.pad(sigma_k, (0, k - sigma_k.shape[1]))
-    return V_k.to(X.dtype), sigma_k.to(X.dtype)
+        return V.flip(-1).to(X.dtype), lam.flip(-1).clamp(min=0).to(X.dtype)
+    lam, U = torch.linalg.eigh(Xd @ Xd.mT)
+    lam, U = lam.flip(-1).clamp(min=0), U.flip(-1)
+    kept = lam > NEGLIGIBLE**2 * lam[:, :1]
+    lam = lam * kept
+    V = Xd.mT @ U / torch.where(kept, lam, 1).sqrt()[:, None, :] * kept[:, None, :]
+    return V.to(X.dtype), lam.to(X.dtype)
 
 
 def canonical_sign(V: Tensor) -> Tensor:
