@@ -11,7 +11,7 @@ into one line that names the method, what it did and what to do about it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,47 +143,62 @@ def outputs_sum(outputs: Iterable[Taps | None]) -> Tensor | None:
 
 class StepLog:
     """One epoch's steps as the loop checks them, without making the host wait for the
-    device at every step: each step's loss terms, summed loss, gradient sum and outputs'
-    sum stay on the device until :meth:`read`, once per epoch (or when an error interrupts
-    it). The first step with a non-finite loss or gradient then raises the error that step
-    would have raised at once; the steps after it trained on non-finite values, which
-    changes nothing for a run that fails.
+    device at every step: on an asynchronous device (a GPU) each step's loss terms, summed
+    loss, gradient sum and outputs' sum stay there until :meth:`read`, once per epoch (or
+    when an error interrupts it); on the CPU, where reading a value costs no wait, they are
+    read at once, as floats. The first step with a non-finite loss or gradient then raises
+    the error that step would have raised at once; the steps after it trained on
+    non-finite values, which changes nothing for a run that fails.
 
     ``runs``: the steps of that many stacked runs at once (every value has a leading run
-    dimension, :mod:`kdbench.batched`), read run by run.
+    dimension, :mod:`kdbench.batched`), read run by run. ``defer``: keep the values on
+    their device even on the CPU (the tests' way to the GPU's path).
     """
 
     def __init__(self, method: str, phase: str, epoch: int, epochs: int, batches: int,
-                 runs: int | None = None) -> None:
+                 runs: int | None = None, defer: bool = False) -> None:
         self.method = method
         self.where = (phase, epoch, epochs, batches)
         self.shape = () if runs is None else (runs,)
-        self._values: list[Tensor] = []
+        self.defer = defer
+        self._on_device: list[Tensor] = []
+        self._rows: list[list[Any]] = []
         self._steps: list[tuple[tuple[str, ...], int, int]] = []
-        self._read: list[Any] | None = None
 
     def add(self, terms: dict[str, Tensor], total: Tensor, batch: int, updates: int,
-            gradients: Tensor | None, outputs: Tensor | None = None) -> None:
+            gradients: Tensor | None, outputs: Callable[[], Tensor | None] | None = None
+            ) -> None:
         """Step ``batch`` (1-based), taken after ``updates`` optimiser updates; ``gradients``
-        and ``outputs`` from :func:`gradient_sum` and :func:`outputs_sum`."""
+        from :func:`gradient_sum`; ``outputs`` gives :func:`outputs_sum`, asked for on the
+        CPU only where the loss is not finite."""
+        self._steps.append((tuple(terms), batch, updates))
+        if total.device.type == "cpu" and not self.defer:
+            row = [v.detach().tolist() for v in (*terms.values(), total)]
+            row.append(0.0 if gradients is None else gradients.tolist())
+            out = outputs() if outputs is not None and not _finite(row[-2:]) else None
+            row.append(0.0 if out is None else out.tolist())  # 0.0: not needed, not asked
+            self._rows.append(row)
+            return
         zero = total.new_zeros(self.shape, dtype=torch.float64)
-        self._values.append(torch.stack(
+        out = outputs() if outputs is not None else None
+        self._on_device.append(torch.stack(
             [*(v.detach().double().reshape(self.shape) for v in terms.values()),
              total.detach().double().reshape(self.shape),
-             zero if gradients is None else gradients, zero if outputs is None else outputs]))
-        self._steps.append((tuple(terms), batch, updates))
+             zero if gradients is None else gradients, zero if out is None else out]))
 
     def read(self, run: int | None = None) -> list[dict[str, float]]:
         """Each step's loss terms (of run ``run``), as floats; raises the error of the
         first step whose loss or gradient is not finite. One synchronisation in all."""
-        if self._read is None:
-            self._read = torch.cat(self._values).tolist() if self._values else []
-        flat = self._read if run is None else [v[run] for v in self._read]
-        rows, at = [], 0
+        if self._on_device:
+            values, at = torch.cat(self._on_device).tolist(), 0
+            for names, _, _ in self._steps[len(self._rows):]:
+                self._rows.append(values[at:at + len(names) + 3])
+                at += len(names) + 3
+            self._on_device = []
+        rows = []
         phase, epoch, epochs, batches = self.where
-        for names, batch, updates in self._steps:
-            *values, total, gradients, outputs = flat[at:at + len(names) + 3]
-            at += len(names) + 3
+        for (names, batch, updates), row in zip(self._steps, self._rows, strict=True):
+            *values, total, gradients, outputs = [_scalar(v, run) for v in row]
             terms = dict(zip(names, values, strict=True))
             if not math.isfinite(total) or not math.isfinite(gradients):
                 step = Step(phase, epoch, epochs, batch, batches, updates)
@@ -192,6 +207,22 @@ class StepLog:
                 raise non_finite_gradient(self.method, step)
             rows.append(terms)
         return rows
+
+
+def _finite(values: Any) -> bool:
+    """Whether a float, or every float of a nested list, is finite."""
+    if isinstance(values, list):
+        return all(_finite(v) for v in values)
+    return math.isfinite(values)
+
+
+def _scalar(value: Any, run: int | None) -> float:
+    """One step's value: a float, a term of shape (1,), or one per run of a stack."""
+    if isinstance(value, list) and run is not None:
+        value = value[run]
+    while isinstance(value, list):
+        value = value[0]
+    return value
 
 
 def _describe(value: Any) -> str:

@@ -367,7 +367,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                     optimizer.zero_grad(set_to_none=True)
                     total.backward()
                     log.add(terms, total, batch + 1, updates, contract.gradient_sum(trainable),
-                            contract.outputs_sum([s, t if method.trains_teacher else None]))
+                            lambda s=s, t=t: contract.outputs_sum(
+                                [s, t if method.trains_teacher else None]))
                     optimizer.step()
                     updates += 1
                     if schedule is not None:

@@ -6,6 +6,7 @@ against the per-step ``.item()`` it replaced: the same logged values, to the bit
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import pytest
@@ -246,7 +247,13 @@ def test_kdsvd_teacher_targets_are_cached_with_the_teachers_taps(cache_dir) -> N
 # --- The loop reads the loss terms once per epoch -------------------------------------
 
 
-def test_logged_losses_are_the_per_step_item_sums(cache_dir) -> None:
+# ``deferred``: the values kept on the device and read at the end of the epoch, as on a
+# GPU; otherwise read at each step, as on the CPU.
+DEFERRED = pytest.mark.parametrize("deferred", [False, True], ids=["host", "deferred"])
+
+
+@DEFERRED
+def test_logged_losses_are_the_per_step_item_sums(cache_dir, deferred: bool) -> None:
     """Each epoch's logged terms are the means of the per-step Python floats, summed in step
     order exactly as the per-step ``.item()`` did."""
     seen: list[dict[str, float]] = []
@@ -259,6 +266,7 @@ def test_logged_losses_are_the_per_step_item_sums(cache_dir) -> None:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(KD, "loss", recorded)
+        mp.setattr(contract, "StepLog", functools.partial(contract.StepLog, defer=deferred))
         result = briefly("kd", cache=cache_dir, epochs=2)
     assert result.status == "finished", result.error
     per_epoch = len(seen) // 2
@@ -271,7 +279,9 @@ def test_logged_losses_are_the_per_step_item_sums(cache_dir) -> None:
             assert row[f"loss.{name}"] == total / per_epoch  # to the bit
 
 
-def test_an_error_after_a_non_finite_step_reports_the_non_finite_step(cache_dir) -> None:
+@DEFERRED
+def test_an_error_after_a_non_finite_step_reports_the_non_finite_step(cache_dir,
+                                                                      deferred: bool) -> None:
     """Steps are checked at the end of the epoch; an error raised later in it (here by a loss
     fed the non-finite weights) gives way to the non-finite step that caused it."""
     calls = []
@@ -286,6 +296,7 @@ def test_an_error_after_a_non_finite_step_reports_the_non_finite_step(cache_dir)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(KD, "loss", breaking)
+        mp.setattr(contract, "StepLog", functools.partial(contract.StepLog, defer=deferred))
         result = briefly("kd", cache=cache_dir, epochs=2)
     assert result.status == "failed"
     assert "gave non-finite loss term 'kd' = nan (finite: 'ce') in phase 'train', epoch 1 " \
@@ -293,12 +304,40 @@ def test_an_error_after_a_non_finite_step_reports_the_non_finite_step(cache_dir)
     assert "failed to converge" in result.traceback  # the later error, chained
 
 
-def test_step_log_reads_each_run_of_a_stack_alone() -> None:
-    log = contract.StepLog("kd", "train", 1, 1, 3, runs=2)
+@DEFERRED
+def test_step_log_reads_each_run_of_a_stack_alone(deferred: bool) -> None:
+    log = contract.StepLog("kd", "train", 1, 1, 4, runs=3, defer=deferred)
     for batch, bad in enumerate([1.0, math.inf, 2.0], 1):
-        log.add({"ce": torch.tensor([0.5, bad])}, torch.tensor([0.5, bad]), batch, batch - 1,
-                torch.zeros(2, dtype=torch.float64))
-    assert [r["ce"] for r in log.read(0)] == [0.5, 0.5, 0.5]
+        log.add({"ce": torch.tensor([0.5, bad, 0.5])}, torch.tensor([0.5, bad, 0.5]), batch,
+                batch - 1, torch.zeros(3, dtype=torch.float64))
+    log.add({"ce": torch.tensor([0.5, 1.0, 0.5])}, torch.tensor([0.5, 1.0, 0.5]), 4, 3,
+            torch.tensor([0.0, 0.0, math.nan], dtype=torch.float64))
+    assert [r["ce"] for r in log.read(0)] == [0.5] * 4
     with pytest.raises(Diverged, match=r"'ce' = inf in phase 'train', epoch 1 of 1, step 2 "
-                                       r"of 3: the network's outputs are finite"):
+                                       r"of 4: the network's outputs are finite"):
         log.read(1)
+    with pytest.raises(Diverged, match=r"a finite loss with a non-finite gradient in phase "
+                                       r"'train', epoch 1 of 1, step 4 of 4 \(after 3 updates"):
+        log.read(2)
+
+
+@DEFERRED
+def test_step_log_names_divergence_from_the_outputs_of_the_failing_step(deferred: bool) -> None:
+    log = contract.StepLog("the baseline", "train", 2, 3, 9, defer=deferred)
+    asked = []
+
+    def outputs(value: float):
+        def total() -> torch.Tensor:
+            asked.append(value)
+            return torch.tensor(value, dtype=torch.float64)
+        return total
+
+    log.add({"ce": torch.tensor(0.25)}, torch.tensor(0.25), 1, 9, torch.tensor(0.0), outputs(1.0))
+    log.add({"ce": torch.tensor([math.nan])}, torch.tensor([math.nan]), 2, 10,
+            torch.tensor(math.nan), outputs(math.inf))
+    # On the host the outputs are summed only for the failing step; deferred, every step's.
+    assert asked == ([1.0, math.inf] if deferred else [math.inf])
+    with pytest.raises(Diverged, match=r"^the baseline gave non-finite loss term 'ce' = nan in "
+                       r"phase 'train', epoch 2 of 3, step 2 of 9: training diverged at epoch 2 "
+                       r"\(the network's outputs are non-finite too, after 10 updates\)"):
+        log.read()
