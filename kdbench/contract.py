@@ -146,9 +146,10 @@ class StepLog:
     device at every step: on an asynchronous device (a GPU) each step's loss terms, summed
     loss, gradient sum and outputs' sum stay there until :meth:`read`, once per epoch (or
     when an error interrupts it); on the CPU, where reading a value costs no wait, they are
-    read at once, as floats. The first step with a non-finite loss or gradient then raises
-    the error that step would have raised at once; the steps after it trained on
-    non-finite values, which changes nothing for a run that fails.
+    read at once, as floats, and a single run stops at its first non-finite step. The
+    first step with a non-finite loss or gradient raises the error that step would have
+    raised at once; where it is read later, the steps after it trained on non-finite
+    values, which changes nothing for a run that fails.
 
     ``runs``: the steps of that many stacked runs at once (every value has a leading run
     dimension, :mod:`kdbench.batched`), read run by run. ``defer``: keep the values on
@@ -175,9 +176,12 @@ class StepLog:
         if total.device.type == "cpu" and not self.defer:
             row = [v.detach().tolist() for v in (*terms.values(), total)]
             row.append(0.0 if gradients is None else gradients.tolist())
-            out = outputs() if outputs is not None and not _finite(row[-2:]) else None
+            finite = _finite(row[-2:])
+            out = outputs() if outputs is not None and not finite else None
             row.append(0.0 if out is None else out.tolist())  # 0.0: not needed, not asked
             self._rows.append(row)
+            if not finite and not self.shape:
+                self.read()  # nothing to wait for: one run stops at once
             return
         zero = total.new_zeros(self.shape, dtype=torch.float64)
         out = outputs() if outputs is not None else None
