@@ -25,7 +25,7 @@ from kdbench import accel as accelerate
 from kdbench import cachefile, contract
 from kdbench.contract import BrokenMethod
 from kdbench.data import Dataset, batches, hold_out, seal_test, seal_train, subset
-from kdbench.errors import Incompatible, KdbenchError
+from kdbench.errors import Diverged, Incompatible, KdbenchError
 from kdbench.method import LossTerms, Method, TransferContext
 from kdbench.metrics import Database, Metric, Outputs, needs_of
 from kdbench.plugins import Plugins
@@ -373,6 +373,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                     updates += 1
                     if schedule is not None:
                         schedule.step()
+            except Diverged:
+                raise  # the log's own: a non-finite step
             except Exception:
                 log.read()  # an earlier non-finite step caused it: that step's error instead
                 raise
