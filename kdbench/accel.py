@@ -117,4 +117,5 @@ def fp32(taps: Taps | None) -> Taps | None:
         return t.float() if t is not None and t.is_floating_point() and \
             t.dtype != torch.float32 else t
 
-    return Taps(up(taps.logits), up(taps.embedding), [up(s) for s in taps.stages])
+    return Taps(up(taps.logits), up(taps.embedding), [up(s) for s in taps.stages],
+                {k: up(v) for k, v in taps.targets.items()})

@@ -140,7 +140,8 @@ class _Runner(nn.Module):
     def forward(self, x: Tensor, t: dict[str, Any], y: Tensor, idx: Tensor, who: str
                 ) -> dict[str, Tensor]:
         s = self.tapped(x)
-        teacher = Taps(t["logits"], t.get("embedding"), t.get("stages", [])) if t else None
+        teacher = Taps(t["logits"], t.get("embedding"), t.get("stages", []),
+                       t.get("targets", {})) if t else None
         return contract.check_terms(self.method.loss(s, teacher, y, idx), who)
 
 
@@ -152,6 +153,8 @@ def _taps_dict(taps: Taps | None) -> dict[str, Any]:
         out["embedding"] = taps.embedding
     if taps.stages:
         out["stages"] = list(taps.stages)
+    if taps.targets:
+        out["targets"] = dict(taps.targets)
     return out
 
 
@@ -268,7 +271,8 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
         for s, e in zip(students, extras, strict=True)])
     t_tapped = Tapped(teacher, method.teacher_taps()) \
         if teacher is not None and method.uses_teacher() else None
-    teacher_taps = train.TeacherTaps(t_tapped, data, True, first.recipe.batch_size)
+    teacher_taps = train.TeacherTaps(t_tapped, data, True, first.recipe.batch_size,
+                                     targets=template.method.teacher_targets)
     trainable = list(params.values())
 
     compared = teacher is not None and any(m.needs_teacher for m in metrics.values())
@@ -296,7 +300,6 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
     generators = [torch.Generator().manual_seed(job.seed) for job in jobs]
     histories: list[list[dict[str, Any]]] = [[] for _ in jobs]
     failed: list[RunResult | None] = [None] * n
-    alive = torch.ones(n, dtype=torch.bool, device=device)
     updates = 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" \
         else nullcontext()
@@ -311,46 +314,46 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
         sums: dict[str, Tensor] = {}
         count = 0
         orders = [train.batches(len(data.x_train), recipe.batch_size, g) for g in generators]
-        for batch, idxs in enumerate(zip(*orders, strict=True)):
-            xs = []
-            for idx, g in zip(idxs, generators, strict=True):
-                x = data.x_train[idx]
-                xs.append(data.inputs(data.augment(x, g) if data.augment is not None else x))
-            idx = torch.stack(idxs)
-            x = torch.stack(xs)
-            y = data.y_train[idx]
-            with autocast:
-                t = _stack_taps(teacher_taps, x, idx)
-                terms = stacked.loss(x, t, y, idx)
-            total = sum(terms.values())
-            contract.check_total(total, terms, who)
-            optimizer.zero_grad(set_to_none=True)
-            torch.where(alive, total, torch.zeros_like(total)).sum().backward()
-            grad_sums = torch.stack([p.grad.flatten(1).sum(1, dtype=torch.float64)
-                                     for p in trainable if p.grad is not None]).sum(0)
-            ok = torch.isfinite(total) & torch.isfinite(grad_sums)
-            if not bool((ok | ~alive).all()):
-                for r in (~ok & alive).nonzero().flatten().tolist():
-                    step = contract.Step("train", epoch + 1, recipe.epochs, batch + 1,
-                                         n_batches, updates)
-                    run_terms = {k: v[r] for k, v in terms.items()}
-                    error = contract.non_finite_loss(run_terms, method_name, step, []) \
-                        if not torch.isfinite(total[r]) \
-                        else contract.non_finite_gradient(method_name, step)
-                    failed[r] = RunResult("", "failed", error=str(error))
-                    alive[r] = False
-                if not bool(alive.any()):
-                    return [f for f in failed if f is not None]
-                raise _Restart({r: f for r, f in enumerate(failed) if f is not None})
-            optimizer.step()
-            updates += 1
-            if schedule is not None:
-                schedule.step()
-            for name, value in terms.items():
-                # Summed in float64 like execute()'s Python floats.
-                v = value.detach().double()
-                sums[name] = sums[name] + v if name in sums else v
-            count += 1
+        # Each run's steps, checked once per epoch (as execute() does): no step waits for
+        # the device. A run that fails leaves the others untouched (nothing mixes runs), and
+        # they train again without it anyway.
+        log = contract.StepLog(method_name, "train", epoch + 1, recipe.epochs, n_batches, n)
+        try:
+            for batch, idxs in enumerate(zip(*orders, strict=True)):
+                xs = []
+                for idx, g in zip(idxs, generators, strict=True):
+                    x = data.x_train[idx]
+                    xs.append(data.inputs(data.augment(x, g) if data.augment is not None
+                                          else x))
+                idx = torch.stack(idxs)
+                x = torch.stack(xs)
+                y = data.y_train[idx]
+                with autocast:
+                    t = _stack_taps(teacher_taps, x, idx)
+                    terms = stacked.loss(x, t, y, idx)
+                total = sum(terms.values())
+                contract.check_total(total, terms, who)
+                optimizer.zero_grad(set_to_none=True)
+                total.sum().backward()
+                grad_sums = torch.stack([p.grad.flatten(1).sum(1, dtype=torch.float64)
+                                         for p in trainable if p.grad is not None]).sum(0)
+                log.add(terms, total, batch + 1, updates, grad_sums)
+                optimizer.step()
+                updates += 1
+                if schedule is not None:
+                    schedule.step()
+                for name, value in terms.items():
+                    # Summed in float64 like execute()'s Python floats.
+                    v = value.detach().double()
+                    sums[name] = sums[name] + v if name in sums else v
+                count += 1
+        except Exception:
+            if not _failures(log, failed):
+                raise
+        if _failures(log, failed):
+            if all(f is not None for f in failed):
+                return [f for f in failed if f is not None]
+            raise _Restart({r: f for r, f in enumerate(failed) if f is not None})
         rows = _rows(sums, count, n)
         val_logits = validation_logits()
         for r in range(n):
@@ -380,6 +383,17 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
         results.append(_finish(job, data, metrics, student, teacher if compared else None,
                                histories[r], best[r].epoch, rank, start))
     return results
+
+
+def _failures(log: contract.StepLog, failed: list[RunResult | None]) -> bool:
+    """Read each run's steps; a run whose loss or gradient went non-finite gets its failed
+    result in ``failed``. Whether any did."""
+    for r in range(len(failed)):
+        try:
+            log.read(r)
+        except KdbenchError as error:
+            failed[r] = RunResult("", "failed", error=str(error))
+    return any(f is not None for f in failed)
 
 
 @dataclass
@@ -422,8 +436,13 @@ def _stack_taps(teacher_taps: train.TeacherTaps, x: Tensor, idx: Tensor) -> dict
     taps = teacher_taps(x.flatten(0, 1), idx.flatten())
     if taps is None:
         return {}
-    return {k: [s.unflatten(0, (n, b)) for s in v] if isinstance(v, list)
-            else v.unflatten(0, (n, b)) for k, v in _taps_dict(taps).items()}
+    def unstack(v: Any) -> Any:
+        if isinstance(v, list):
+            return [s.unflatten(0, (n, b)) for s in v]
+        if isinstance(v, dict):
+            return {k: s.unflatten(0, (n, b)) for k, s in v.items()}
+        return v.unflatten(0, (n, b))
+    return {k: unstack(v) for k, v in _taps_dict(taps).items()}
 
 
 def _rows(sums: dict[str, Tensor], count: int, n: int) -> list[dict[str, float]]:

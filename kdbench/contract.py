@@ -10,7 +10,8 @@ into one line that names the method, what it did and what to do about it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,17 +84,17 @@ def check_total(total: Tensor, terms: dict[str, Tensor], who: str) -> None:
             "computed from the student's taps or the method's modules")
 
 
-def non_finite_loss(terms: dict[str, Tensor], method: str, step: Step,
-                    outputs: Iterable[Taps | None]) -> Diverged:
+def non_finite_loss(terms: dict[str, float], method: str, step: Step,
+                    outputs_finite: bool = True) -> Diverged:
     """The error for a non-finite loss: which terms, where, and whether it looks like a bug
     in the loss or like divergence.
 
     Before the first update the parameters are the initial ones, so a non-finite term
-    cannot be divergence. After updates, non-finite network ``outputs`` (the student's
-    taps, a peer teacher's) mean the parameters blew up: divergence. Finite outputs with a
-    non-finite term point at the term's computation.
+    cannot be divergence. After updates, non-finite network outputs (the student's taps, a
+    peer teacher's: ``outputs_finite`` false) mean the parameters blew up: divergence.
+    Finite outputs with a non-finite term point at the term's computation.
     """
-    bad = {k: v.item() for k, v in terms.items() if not torch.isfinite(v)}
+    bad = {k: v for k, v in terms.items() if not math.isfinite(v)}
     fine = [k for k in terms if k not in bad]
     what = ", ".join(f"{k!r} = {v}" for k, v in bad.items())
     others = f" (finite: {', '.join(map(repr, fine))})" if fine else ""
@@ -101,7 +102,7 @@ def non_finite_loss(terms: dict[str, Tensor], method: str, step: Step,
     if step.updates == 0:
         hint = (f"before any update, so not divergence but a bug in the loss ({BUG_CAUSES}); "
                 "check how the named term is computed")
-    elif not all(_finite(t) for t in outputs):
+    elif not outputs_finite:
         hint = (f"training diverged at epoch {step.epoch} (the network's outputs are "
                 f"non-finite too, after {step.updates} updates); lower the learning rate or "
                 "the method's loss weights")
@@ -120,23 +121,112 @@ def non_finite_gradient(method: str, step: Step) -> Diverged:
         "guard the term with an epsilon or a clamp")
 
 
-def finite_gradients(parameters: Iterable[torch.nn.Parameter]) -> bool:
-    """Every gradient is finite.
+def gradient_sum(parameters: Iterable[torch.nn.Parameter]) -> Tensor | None:
+    """The float64 sum of every gradient (``None``: no gradient), on their device.
 
     A float64 sum is non-finite exactly when an element is (float32 values cannot
-    overflow it), and costs one pass per tensor and one synchronisation in all: about
-    3% of a step of the smallest student, against 7% for an element-wise test.
+    overflow it), and costs one pass per tensor: about 3% of a step of the smallest
+    student, against 7% for an element-wise test.
     """
     sums = [p.grad.sum(dtype=torch.float64) for p in parameters if p.grad is not None]
-    return not sums or bool(torch.stack(sums).sum().isfinite())
+    return torch.stack(sums).sum() if sums else None
 
 
-def _finite(taps: Taps | None) -> bool:
-    if taps is None:
-        return True
-    tensors = [taps.logits, taps.embedding, *taps.stages]
-    return all(bool(t.isfinite().all()) for t in tensors
-               if t is not None and t.is_floating_point())
+def outputs_sum(outputs: Iterable[Taps | None]) -> Tensor | None:
+    """The float64 sum of every floating-point tap of ``outputs`` (``None``: none): finite
+    exactly when every tap is."""
+    sums = [t.detach().sum(dtype=torch.float64) for taps in outputs if taps is not None
+            for t in (taps.logits, taps.embedding, *taps.stages)
+            if t is not None and t.is_floating_point()]
+    return torch.stack(sums).sum() if sums else None
+
+
+class StepLog:
+    """One epoch's steps as the loop checks them, without making the host wait for the
+    device at every step: on an asynchronous device (a GPU) each step's loss terms, summed
+    loss, gradient sum and outputs' sum stay there until :meth:`read`, once per epoch (or
+    when an error interrupts it); on the CPU, where reading a value costs no wait, they are
+    read at once, as floats, and a single run stops at its first non-finite step. The
+    first step with a non-finite loss or gradient raises the error that step would have
+    raised at once; where it is read later, the steps after it trained on non-finite
+    values, which changes nothing for a run that fails.
+
+    ``runs``: the steps of that many stacked runs at once (every value has a leading run
+    dimension, :mod:`kdbench.batched`), read run by run. ``defer``: keep the values on
+    their device even on the CPU (the tests' way to the GPU's path).
+    """
+
+    def __init__(self, method: str, phase: str, epoch: int, epochs: int, batches: int,
+                 runs: int | None = None, defer: bool = False) -> None:
+        self.method = method
+        self.where = (phase, epoch, epochs, batches)
+        self.shape = () if runs is None else (runs,)
+        self.defer = defer
+        self._on_device: list[Tensor] = []
+        self._rows: list[list[Any]] = []
+        self._steps: list[tuple[tuple[str, ...], int, int]] = []
+
+    def add(self, terms: dict[str, Tensor], total: Tensor, batch: int, updates: int,
+            gradients: Tensor | None, outputs: Callable[[], Tensor | None] | None = None
+            ) -> None:
+        """Step ``batch`` (1-based), taken after ``updates`` optimiser updates; ``gradients``
+        from :func:`gradient_sum`; ``outputs`` gives :func:`outputs_sum`, asked for on the
+        CPU only where the loss is not finite."""
+        self._steps.append((tuple(terms), batch, updates))
+        if total.device.type == "cpu" and not self.defer:
+            row = [v.detach().tolist() for v in (*terms.values(), total)]
+            row.append(0.0 if gradients is None else gradients.tolist())
+            finite = _finite(row[-2:])
+            out = outputs() if outputs is not None and not finite else None
+            row.append(0.0 if out is None else out.tolist())  # 0.0: not needed, not asked
+            self._rows.append(row)
+            if not finite and not self.shape:
+                self.read()  # nothing to wait for: one run stops at once
+            return
+        zero = total.new_zeros(self.shape, dtype=torch.float64)
+        out = outputs() if outputs is not None else None
+        self._on_device.append(torch.stack(
+            [*(v.detach().double().reshape(self.shape) for v in terms.values()),
+             total.detach().double().reshape(self.shape),
+             zero if gradients is None else gradients, zero if out is None else out]))
+
+    def read(self, run: int | None = None) -> list[dict[str, float]]:
+        """Each step's loss terms (of run ``run``), as floats; raises the error of the
+        first step whose loss or gradient is not finite. One synchronisation in all."""
+        if self._on_device:
+            values, at = torch.cat(self._on_device).tolist(), 0
+            for names, _, _ in self._steps[len(self._rows):]:
+                self._rows.append(values[at:at + len(names) + 3])
+                at += len(names) + 3
+            self._on_device = []
+        rows = []
+        phase, epoch, epochs, batches = self.where
+        for (names, batch, updates), row in zip(self._steps, self._rows, strict=True):
+            *values, total, gradients, outputs = [_scalar(v, run) for v in row]
+            terms = dict(zip(names, values, strict=True))
+            if not math.isfinite(total) or not math.isfinite(gradients):
+                step = Step(phase, epoch, epochs, batch, batches, updates)
+                if not math.isfinite(total):
+                    raise non_finite_loss(terms, self.method, step, math.isfinite(outputs))
+                raise non_finite_gradient(self.method, step)
+            rows.append(terms)
+        return rows
+
+
+def _finite(values: Any) -> bool:
+    """Whether a float, or every float of a nested list, is finite."""
+    if isinstance(values, list):
+        return all(_finite(v) for v in values)
+    return math.isfinite(values)
+
+
+def _scalar(value: Any, run: int | None) -> float:
+    """One step's value: a float, a term of shape (1,), or one per run of a stack."""
+    if isinstance(value, list) and run is not None:
+        value = value[run]
+    while isinstance(value, list):
+        value = value[0]
+    return value
 
 
 def _describe(value: Any) -> str:

@@ -40,7 +40,8 @@ LossTerms = dict[str, Tensor]
 Each term is a floating-point scalar tensor, and at least one depends on a trained
 parameter. The loop checks this at every step (:mod:`kdbench.contract`): anything else,
 or a non-finite term or gradient, fails the run with a message naming the method, the
-term, the phase, the epoch and the step."""
+term, the phase, the epoch and the step (finiteness is read at the end of each epoch, so
+that no step waits for the device)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,17 @@ class Method:
     def makes_transfer_set(cls) -> bool:
         """Whether the method trains on its own :meth:`transfer_set` (it overrides it)."""
         return cls.transfer_set is not Method.transfer_set
+
+    def teacher_targets(self, t: Taps) -> dict[str, Tensor]:
+        """Optional: tensors ``loss`` needs that depend on the frozen teacher's taps alone,
+        each sample's rows on that sample's taps only (KD-SVD's singular vectors).
+
+        The loop computes them without gradient and hands them to ``loss`` as
+        ``t.targets``: once per training sample where it caches the teacher's taps (no
+        augmentation), once per batch otherwise, instead of every epoch. Called after
+        :meth:`build`. ``loss`` computes them itself when ``t.targets`` is empty (a caller
+        that hands it plain taps)."""
+        return {}
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch of the main training (0-based), for schedules such as

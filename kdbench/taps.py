@@ -37,11 +37,16 @@ class TapPoints:
 
 @dataclass
 class Taps:
-    """The taps of one forward pass. Absent taps are ``None`` (no stages: an empty list)."""
+    """The taps of one forward pass. Absent taps are ``None`` (no stages: an empty list).
+
+    ``targets``: what the method derives from a frozen teacher's taps, sample by sample
+    (:meth:`kdbench.method.Method.teacher_targets`), filled in by the loop; empty otherwise.
+    """
 
     logits: Tensor | None
     embedding: Tensor | None = None
     stages: list[Tensor] = field(default_factory=list)
+    targets: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from kdbench import accel as accelerate
 from kdbench import cachefile, contract
 from kdbench.contract import BrokenMethod
 from kdbench.data import Dataset, batches, hold_out, seal_test, seal_train, subset
-from kdbench.errors import Incompatible, KdbenchError
+from kdbench.errors import Diverged, Incompatible, KdbenchError
 from kdbench.method import LossTerms, Method, TransferContext
 from kdbench.metrics import Database, Metric, Outputs, needs_of
 from kdbench.plugins import Plugins
@@ -136,28 +136,38 @@ class TeacherTaps:
     """The teacher's taps for a batch of training indices.
 
     Without augmentation the frozen teacher sees the same inputs every epoch,
-    so its taps over the whole training set are computed once and indexed.
+    so its taps over the whole training set are computed once and indexed, and so are
+    the method's ``targets`` (:meth:`Method.teacher_targets`) computed from them.
     """
 
-    def __init__(self, tapped: Tapped | None, data: Dataset, frozen: bool, batch_size: int):
+    def __init__(self, tapped: Tapped | None, data: Dataset, frozen: bool, batch_size: int,
+                 targets: Callable[[Taps], dict[str, Tensor]] | None = None):
         self.tapped = tapped
         self.frozen = frozen
+        self.targets = targets if frozen else None
         self.cache: Taps | None = None
         if tapped is None or not frozen or data.augment is not None:
             return
         with torch.no_grad():
-            first = tapped(data.inputs(data.x_train[:1]))
+            first = self._targeted(tapped(data.inputs(data.x_train[:1])))
             size = sum(t.numel() for t in _flat(first)) * len(data.x_train)
             if size > TEACHER_CACHE_LIMIT:
                 return
-            parts = [tapped(data.inputs(data.x_train[i]))
+            parts = [self._targeted(tapped(data.inputs(data.x_train[i])))
                      for i in batches(len(data.x_train), 4 * batch_size)]
         self.cache = Taps(
             logits=torch.cat([p.logits for p in parts]) if first.logits is not None else None,
             embedding=torch.cat([p.embedding for p in parts]) if first.embedding is not None
             else None,
             stages=[torch.cat([p.stages[k] for p in parts]) for k in range(len(first.stages))],
+            targets={k: torch.cat([p.targets[k] for p in parts]) for k in first.targets},
         )
+
+    def _targeted(self, taps: Taps) -> Taps:
+        if self.targets is not None:
+            with torch.no_grad():
+                taps.targets = dict(self.targets(taps))
+        return taps
 
     def __call__(self, x: Tensor, idx: Tensor) -> Taps | None:
         if self.tapped is None:
@@ -166,15 +176,16 @@ class TeacherTaps:
             c = self.cache
             return Taps(c.logits[idx] if c.logits is not None else None,
                         c.embedding[idx] if c.embedding is not None else None,
-                        [s[idx] for s in c.stages])
+                        [s[idx] for s in c.stages], {k: v[idx] for k, v in c.targets.items()})
         if self.frozen:
             with torch.no_grad():
-                return self.tapped(x)
+                return self._targeted(self.tapped(x))
         return self.tapped(x)
 
 
 def _flat(taps: Taps) -> list[Tensor]:
-    return [t for t in (taps.logits, taps.embedding, *taps.stages) if t is not None]
+    return [t for t in (taps.logits, taps.embedding, *taps.stages, *taps.targets.values())
+            if t is not None]
 
 
 def _stamped(execute: Callable[..., RunResult]) -> Callable[..., RunResult]:
@@ -282,7 +293,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
     s_tapped = Tapped(student, method.needs)
     t_tapped = Tapped(teacher, method.teacher_taps()) \
         if teacher is not None and method.uses_teacher() else None
-    teacher_taps = TeacherTaps(t_tapped, data, not method.trains_teacher, job.recipe.batch_size)
+    teacher_taps = TeacherTaps(t_tapped, data, not method.trains_teacher, job.recipe.batch_size,
+                               targets=method.teacher_targets)
     trainable = [*student.parameters(), *(extra.parameters() if extra is not None else [])]
     if method.trains_teacher and teacher is not None:
         trainable += list(teacher.parameters())
@@ -331,45 +343,47 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         who = f"{method_name}: its loss" if phase == "train" else \
             f"{method_name}: the loss of its stage {phase!r}"
         n_batches = math.ceil(len(data.x_train) / job.recipe.batch_size)
-
-        def step_at(epoch: int, batch: int) -> contract.Step:
-            """Where the loop is, for an error message (built only when one is raised)."""
-            return contract.Step(phase, epoch + 1, n_epochs, batch + 1, n_batches, updates)
         for epoch in range(n_epochs):
             if on_epoch is not None:
                 on_epoch(epoch, n_epochs)
             for m in modules:
                 m.train()
+            # Checked and read once per epoch: no step waits for the device (contract.StepLog).
+            log = contract.StepLog(method_name, phase, epoch + 1, n_epochs, n_batches)
+            try:
+                for batch, idx in enumerate(batches(len(data.x_train), job.recipe.batch_size,
+                                                    generator)):
+                    x, y = data.x_train[idx], data.y_train[idx]
+                    if data.augment is not None:
+                        x = data.augment(x, generator)
+                    x = accelerate.batch(data.inputs(x), job.accel)
+                    with autocast:
+                        s = s_tapped(x) if student_forward else None
+                        t = teacher_taps(x, idx)
+                    s, t = accelerate.fp32(s), accelerate.fp32(t)
+                    terms = contract.check_terms(loss_fn(s, t, y, idx), who)
+                    total = sum(terms.values())
+                    contract.check_total(total, terms, who)
+                    optimizer.zero_grad(set_to_none=True)
+                    total.backward()
+                    log.add(terms, total, batch + 1, updates, contract.gradient_sum(trainable),
+                            lambda s=s, t=t: contract.outputs_sum(
+                                [s, t if method.trains_teacher else None]))
+                    optimizer.step()
+                    updates += 1
+                    if schedule is not None:
+                        schedule.step()
+            except Diverged:
+                raise  # the log's own: a non-finite step
+            except Exception:
+                log.read()  # an earlier non-finite step caused it: that step's error instead
+                raise
             sums: dict[str, float] = {}
-            count = 0
-            for batch, idx in enumerate(batches(len(data.x_train), job.recipe.batch_size,
-                                                generator)):
-                x, y = data.x_train[idx], data.y_train[idx]
-                if data.augment is not None:
-                    x = data.augment(x, generator)
-                x = accelerate.batch(data.inputs(x), job.accel)
-                with autocast:
-                    s = s_tapped(x) if student_forward else None
-                    t = teacher_taps(x, idx)
-                s, t = accelerate.fp32(s), accelerate.fp32(t)
-                terms = contract.check_terms(loss_fn(s, t, y, idx), who)
-                total = sum(terms.values())
-                contract.check_total(total, terms, who)
-                if not torch.isfinite(total):
-                    raise contract.non_finite_loss(
-                        terms, method_name, step_at(epoch, batch),
-                        [s, t if method.trains_teacher else None])
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                if not contract.finite_gradients(trainable):
-                    raise contract.non_finite_gradient(method_name, step_at(epoch, batch))
-                optimizer.step()
-                updates += 1
-                if schedule is not None:
-                    schedule.step()
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0.0) + value.item()
-                count += 1
+            steps = log.read()
+            for terms_of_step in steps:
+                for name, value in terms_of_step.items():
+                    sums[name] = sums.get(name, 0.0) + value
+            count = len(steps)
             row = {f"loss.{k}": v / count for k, v in sums.items()}
             row["loss"] = sum(row.values())
             row.update(_prefixed("val", on_validation()))

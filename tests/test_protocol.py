@@ -156,8 +156,8 @@ def test_a_run_that_must_not_read_the_test_split_cannot(planned, teacher_ready, 
         """A part of the run that looks at the test split (here, while caching the
         teacher's taps), as a careless method or tuner might."""
 
-        def __init__(self, tapped, data, frozen, batch_size) -> None:
-            super().__init__(tapped, data, frozen, batch_size)
+        def __init__(self, tapped, data, frozen, batch_size, **options) -> None:
+            super().__init__(tapped, data, frozen, batch_size, **options)
             self.peek = data.x_test[:1].sum()
 
     monkeypatch.setattr(train, "TeacherTaps", Peeking)

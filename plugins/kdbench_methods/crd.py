@@ -26,8 +26,9 @@ it), and they are drawn uniformly from the whole training set as the paper
 describes, not from other classes only as the authors' data loader does.
 
 K: the paper uses 16384 negatives; here K is capped at M − 1. When K = M − 1
-every other sample is a negative and the banks are scored with one matrix
-product, with no sampling. ``objective = "softmax"`` replaces the NCE loss by
+every other sample is a negative: the banks are scored with one matrix product,
+with no sampling, and the anchor's own column of the scores is masked with −∞
+(no pair) instead of gathering the M − 1 others. ``objective = "softmax"`` replaces the NCE loss by
 the (K+1)-way cross-entropy ``−log softmax(score / τ)`` at the positive
 (InfoNCE, as the authors' CMC code's ``NCESoftmaxLoss``), which needs no Z.
 Defaults (feat_dim 128, τ = 0.07, m = 0.5, β = 0.8, CE weight 1, no KD term)
@@ -51,17 +52,19 @@ from kdbench.params import Around, bounded
 from kdbench.taps import Taps, TapShapes
 
 
-def crd_nce_loss(s_pos: Tensor, s_neg: Tensor, tau: float, Z: Tensor | float, M: int
-                 ) -> Tensor:
+def crd_nce_loss(s_pos: Tensor, s_neg: Tensor, tau: float, Z: Tensor | float, M: int,
+                 K: int | None = None) -> Tensor:
     """NCE loss of CRD for one anchor side.
 
     ``s_pos`` (B,) holds the scores of the positive pairs, ``s_neg`` (B, K) those
-    of the negatives (dot products of unit vectors). With P = exp(s/τ)/Z and
-    h = P / (P + K/M): −(1/B) Σ_i [log h(s_pos_i) + Σ_k log(1 − h(s_neg_ik))].
+    of the negatives (dot products of unit vectors); a score of −∞ is no pair and
+    adds nothing (the anchor's own column when the whole bank is scored, K then
+    given). With P = exp(s/τ)/Z and h = P / (P + K/M):
+    −(1/B) Σ_i [log h(s_pos_i) + Σ_k log(1 − h(s_neg_ik))].
     Computed in the log domain, where exp(s/τ) cannot overflow: with
     x = log P − log(K/M), log h = −softplus(−x) and log(1 − h) = −softplus(x).
     """
-    K = s_neg.shape[1]
+    K = s_neg.shape[1] if K is None else K
     shift = torch.log(torch.as_tensor(Z, dtype=s_pos.dtype, device=s_pos.device)) \
         + math.log(K / M)
     x_pos = s_pos / tau - shift
@@ -70,7 +73,8 @@ def crd_nce_loss(s_pos: Tensor, s_neg: Tensor, tau: float, Z: Tensor | float, M:
 
 
 def crd_softmax_loss(s_pos: Tensor, s_neg: Tensor, tau: float) -> Tensor:
-    """(K+1)-way cross-entropy at the positive: −(1/B) Σ_i log softmax([s_pos, s_neg]/τ)_0."""
+    """(K+1)-way cross-entropy at the positive: −(1/B) Σ_i log softmax([s_pos, s_neg]/τ)_0
+    (a negative score of −∞ is no pair)."""
     logits = torch.cat([s_pos.unsqueeze(1), s_neg], dim=1) / tau
     return F.cross_entropy(logits, torch.zeros(len(s_pos), dtype=torch.long,
                                                device=s_pos.device))
@@ -110,19 +114,31 @@ class CRDCritic(nn.Module):
         self.register_buffer("log_z", torch.full((2,), float("nan")))
         self.z_known = False
 
-    def negatives(self, idx: Tensor) -> Tensor:
-        """(B, K) indices of each anchor's negatives: every other sample when K = M − 1,
-        else K drawn uniformly (with replacement) among the other samples."""
-        if self.K >= self.M - 1:
-            others = torch.arange(self.M - 1, device=idx.device).expand(len(idx), -1)
-        else:
-            others = torch.randint(0, self.M - 1, (len(idx), self.K), device=idx.device)
+    @property
+    def every_other(self) -> bool:
+        """Whether every other sample is a negative (K = M − 1): nothing to draw."""
+        return self.K >= self.M - 1
+
+    def negatives(self, idx: Tensor) -> Tensor | None:
+        """(B, K) indices of each anchor's negatives, K drawn uniformly (with replacement)
+        among the other samples; ``None`` when every other sample is one."""
+        if self.every_other:
+            return None
+        others = torch.randint(0, self.M - 1, (len(idx), self.K), device=idx.device)
         # Shifting the draws at or above idx_i skips the anchor's own index.
         return others + (others >= idx.unsqueeze(1)).long()
 
-    def scores(self, anchor: Tensor, bank: Tensor, idx: Tensor, neg: Tensor
+    def scores(self, anchor: Tensor, bank: Tensor, idx: Tensor, neg: Tensor | None
                ) -> tuple[Tensor, Tensor]:
-        """Scores of ``anchor`` (B, d) against its positive ``bank[idx]`` and its negatives."""
+        """Scores of ``anchor`` (B, d) against its positive ``bank[idx]`` and its negatives
+        (``neg`` None: the whole bank, the positive's column −∞)."""
+        if neg is None:
+            # Masking one column of the scores is cheaper than gathering the M − 1 others
+            # (and the backward's scatter into the whole bank's width). The copy: the bank is
+            # updated in place before the backward pass reads it.
+            every = anchor @ bank.t().clone()
+            at = idx.unsqueeze(1)
+            return every.gather(1, at).squeeze(1), every.scatter(1, at, -math.inf)
         if self.M <= 8 * self.K:
             # Scoring the whole bank and picking columns moves far less memory than
             # gathering B·K bank rows, unless the bank is much larger than K.
@@ -147,8 +163,8 @@ class CRDCritic(nn.Module):
                                                                                 p.tau)
             else:
                 log_z = self._log_z(pos_s, neg_s, pos_t, neg_t)
-                loss = (crd_nce_loss(pos_s, neg_s, p.tau, log_z[0].exp(), self.M)
-                        + crd_nce_loss(pos_t, neg_t, p.tau, log_z[1].exp(), self.M))
+                loss = (crd_nce_loss(pos_s, neg_s, p.tau, log_z[0].exp(), self.M, self.K)
+                        + crd_nce_loss(pos_t, neg_t, p.tau, log_z[1].exp(), self.M, self.K))
             self._update(idx, v_s, v_t)
         return loss
 
@@ -159,8 +175,9 @@ class CRDCritic(nn.Module):
             estimate = []
             for pos, neg in zip(scores[::2], scores[1::2], strict=True):
                 all_scores = torch.cat([pos.unsqueeze(1), neg], dim=1) / self.p.tau
+                # The mean over the B·(1 + K) pairs; a masked −∞ adds nothing to the sum.
                 estimate.append(torch.logsumexp(all_scores.flatten(), 0)
-                                - math.log(all_scores.numel()) + math.log(self.M))
+                                - math.log(len(pos) * (1 + self.K)) + math.log(self.M))
             self.log_z.copy_(torch.stack(estimate))
             self.z_known = True
         return self.log_z

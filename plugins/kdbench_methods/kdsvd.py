@@ -41,6 +41,11 @@ Choices where implementations differ, after the authors' code (sseung0703/SSKD_S
   ReLU maps) give finite gradients instead of NaN. The authors truncate the same sum to
   the 5 leading vectors and zero non-finite values.
 
+The frozen teacher's side (its vectors and weights σ̂) depends on each sample's maps alone:
+the loop computes it once per training sample where it caches the teacher's taps (no
+augmentation), and once per batch otherwise (``teacher_targets``). Both sides are decomposed
+through the smaller of the two Gram matrices rather than by a full SVD.
+
 Stages are paired from the deepest and need at least two pairs; maps may be 1-D or 2-D
 (any spatial rank, flattened); flat stages are refused.
 """
@@ -64,39 +69,59 @@ from kdbench_methods._maps import CONVS, paired
 GAP_DAMPING = 1e-3
 """δ/σ_1²: singular-value gaps below this fraction of the largest are damped in backward."""
 
+NEGLIGIBLE = 1e-6
+"""σ_j/σ_1 below which a wide matrix's singular vector is rounding noise: zero, σ_j = 0."""
+
 
 def right_singular_vectors(X: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The k leading right singular vectors V (N, C, k) and singular values σ (N, k) of the
     matrices X (N, M, C); V's gradient stays finite when singular values repeat.
 
-    A tall X (M > C positions, e.g. the 784 × C matrix of a 28×28 map) is decomposed
-    through its C × C Gram matrix XᵀX, whose eigenvectors are V and eigenvalues σ²: one
-    small symmetric eigenproblem, solved in float64 so that squaring X's condition number
-    costs the leading vectors no precision, and a hundred times cheaper than the full SVD
-    that V's complete basis would otherwise take. A wide X (the short maps of 1-D CNNs) is
-    cheaper to decompose directly.
+    X is decomposed through its smaller Gram matrix (:func:`eigenbasis`): one small
+    symmetric eigenproblem per sample, a fraction of the cost of the full SVD whose C × C
+    basis the gradient would otherwise take. The gradient is the exact first-order one
+    (module docstring); for a wide X the part of R^C beyond its M rows has σ = 0, and its
+    vectors enter the sum only through their projector I − V Vᵀ.
     """
-    m, c = X.shape[1:]
+    c = X.shape[2]
     k = min(k, c)
-    # The Gram matrix is needed by the tall decomposition and by the gradient, not otherwise
-    # (the frozen teacher's wide maps).
-    G = X.mT @ X if m > c or X.requires_grad else None
-    with torch.no_grad():
-        if m > c:
-            lam, V = torch.linalg.eigh(G.detach().double())
-            lam, V = lam.flip(-1).clamp(min=0).to(X.dtype), V.flip(-1).to(X.dtype)
-        else:
-            _, sigma, Vh = torch.linalg.svd(X.detach(), full_matrices=True)
-            V, lam = Vh.mT, F.pad(sigma.pow(2), (0, c - sigma.shape[1]))
-    V_k, sigma_k = V[..., :k], lam[:, :k].sqrt()
+    V, lam = eigenbasis(X.detach())
+    short = max(k - V.shape[2], 0)  # vectors beyond a wide X's M rows: zero, σ = 0
+    V_k, lam_k = F.pad(V[..., :k], (0, short)), F.pad(lam[:, :k], (0, short))
     if not X.requires_grad:
-        return V_k, sigma_k
-    gap = lam[:, None, :k] - lam[:, :, None]  # [n, j, i] = σ_i² − σ_j², zero where j = i
+        return V_k, lam_k.sqrt()
+    G = X.mT @ X
+    gap = lam_k[:, None, :] - lam[:, :, None]  # [n, j, i] = σ_i² − σ_j², zero where j = i
     delta = GAP_DAMPING * lam[:, :1, None] + 1e-12
     inv_gap = gap / (gap.pow(2) + delta.pow(2))
     # v_jᵀ (XᵀX) v_i vanishes at X, so dV adds nothing to the value, only the derivative
-    dV = V @ ((V.mT @ (G @ V_k)) * inv_gap)
-    return V_k + (dV - dV.detach()), sigma_k
+    GV = G @ V_k
+    VtGV = V.mT @ GV
+    dV = V @ (VtGV * inv_gap)
+    if V.shape[2] < c:  # the rest of R^C, where σ_j = 0: the gap is σ_i²
+        dV = dV + (GV - V @ VtGV) * (lam_k / (lam_k.pow(2) + delta[:, 0].pow(2)))[:, None, :]
+    return V_k + (dV - dV.detach()), lam_k.sqrt()
+
+
+@torch.no_grad()
+def eigenbasis(X: Tensor) -> tuple[Tensor, Tensor]:
+    """Right singular vectors V (N, C, r) of X (N, M, C) and their σ² (N, r), descending,
+    from the smaller Gram matrix, in float64 so that squaring X's condition number costs the
+    leading vectors no precision: r = C from XᵀX (C × C), whose eigenvectors are V, when
+    M ≥ C (a 784 × C matrix of a 28×28 map: a hundred times cheaper than its SVD); r = M
+    from XXᵀ (M × M) for a wide X (the short maps of 1-D CNNs), whose eigenvectors u_i give
+    v_i = Xᵀu_i / σ_i, zero where σ_i < 10⁻⁶ σ_1 (rounding noise; σ_i is then 0)."""
+    m, c = X.shape[1:]
+    Xd = X.double()
+    if m >= c:
+        lam, V = torch.linalg.eigh(Xd.mT @ Xd)
+        return V.flip(-1).to(X.dtype), lam.flip(-1).clamp(min=0).to(X.dtype)
+    lam, U = torch.linalg.eigh(Xd @ Xd.mT)
+    lam, U = lam.flip(-1).clamp(min=0), U.flip(-1)
+    kept = lam > NEGLIGIBLE**2 * lam[:, :1]
+    lam = lam * kept
+    V = Xd.mT @ U / torch.where(kept, lam, 1).sqrt()[:, None, :] * kept[:, None, :]
+    return V.to(X.dtype), lam.to(X.dtype)
 
 
 def canonical_sign(V: Tensor) -> Tensor:
@@ -191,20 +216,32 @@ class KDSVD(Method):
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.weight = self._ramp(epoch)
 
+    def teacher_targets(self, t: Taps) -> dict[str, Tensor]:
+        """Per paired stage i of the frozen teacher, sample by sample: its k leading right
+        singular vectors ``v{i}`` (N, C, k), canonically signed, and their weights σ̂
+        ``w{i}`` (N, 1, k). The loop caches them per sample where the teacher's taps are."""
+        n = len(self.connectors)
+        targets = {}
+        # SVD has no half-precision kernels
+        with torch.no_grad(), torch.autocast(t.stages[0].device.type, enabled=False):
+            for i, f_t in enumerate(t.stages[-n:]):
+                v_t, sigma_t = right_singular_vectors(as_matrices(f_t.float()), self.params.k)
+                targets[f"v{i}"] = canonical_sign(v_t)
+                targets[f"w{i}"] = F.normalize(sigma_t, dim=1)[:, None, :]
+        return targets
+
     def loss(self, s: Taps, t: Taps | None, y: Tensor, idx: Tensor) -> LossTerms:
         hp: KDSVDParams = self.params
-        n = len(self.connectors)
+        targets = t.targets or self.teacher_targets(t)
         V_s, V_t = [], []
         # SVD has no half-precision kernels, and the damped gaps need float32's range
         with torch.autocast(s.logits.device.type, enabled=False):
-            for r, f_s, f_t in zip(self.connectors, s.stages[-n:], t.stages[-n:], strict=True):
-                v_t, sigma_t = right_singular_vectors(as_matrices(f_t.detach().float()), hp.k)
-                v_t = canonical_sign(v_t)
+            stages = s.stages[-len(self.connectors):]
+            for i, (r, f_s) in enumerate(zip(self.connectors, stages, strict=True)):
+                v_t, w = targets[f"v{i}"], targets[f"w{i}"]
                 v_s, _ = right_singular_vectors(as_matrices(r(f_s.float())),
                                                 hp.k + hp.candidates)
-                v_s = align(v_s, v_t)
-                w = F.normalize(sigma_t, dim=1)[:, None, :]
-                V_s.append(v_s * w)
+                V_s.append(align(v_s, v_t) * w)
                 V_t.append(v_t * w)
             distill = kdsvd_loss(V_s, V_t)
         return {
