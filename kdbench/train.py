@@ -393,6 +393,9 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         t_tapped.remove()
     main = [row for row in history if row["phase"] == "train"]
     reported = best.restore() or len(main)
+    if job.role == "teacher" and job.protocol.smoke:
+        calibrate_batchnorm(student, (accelerate.batch(data.inputs(data.x_train[i]), job.accel)
+                                      for i in batches(len(data.x_train), job.recipe.batch_size)))
     val = {k: v for k, v in main[reported - 1].items() if k.startswith("val.")}
     final = {**_test_metrics(job, data, metrics, student, teacher if compared else None), **val,
              **_prefixed("train", evaluate(scored, data.x_train, data.y_train, metrics,
@@ -407,6 +410,34 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         cachefile.save({k: v.cpu() for k, v in student.state_dict().items()}, Path(checkpoint))
     return RunResult("", "finished", final, history, time.perf_counter() - start,
                      _size(student), checkpoint, artifacts=artifacts)
+
+
+def calibrate_batchnorm(model: nn.Module, inputs: Iterable[Tensor]) -> None:
+    """Set every BatchNorm's running statistics to their average over the batches ``inputs``
+    (the training split, not augmented) at the model's final weights: "precise BN" (Wu and
+    Johnson 2021).
+
+    For a smoke teacher only: after its 2 batches, momentum 0.1 leaves the running variance at
+    0.81 + 0.19 · the batches' variance, so in eval mode each BN under-normalises and the error
+    compounds through depth (a 2-batch wrn_40_2: last stage 21× and logits 60× their
+    batch-statistics RMS, measured), and the feature losses of its students overflow at their
+    first steps. A real teacher's running statistics have converged over its epochs: untouched."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was = model.training
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    with torch.no_grad():
+        for x in inputs:
+            model(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.train(was)
 
 
 def with_transfer_set(job: Job, method: Method, teacher: nn.Module | None, data: Dataset

@@ -145,3 +145,30 @@ def test_tune_refuses_smoke(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 
     assert main(["tune", str(_write(tmp_path, BENCH)), "--trials", "1", "--smoke"]) == 2
     assert "--smoke is for `kdbench run`" in capsys.readouterr().err
+
+
+def test_calibrated_batchnorm_holds_the_statistics_of_the_training_split() -> None:
+    # A smoke teacher's running statistics after 2 batches at momentum 0.1 are far from its
+    # data's, and the error compounds through depth in eval mode (kdbench.train).
+    import torch
+    from torch import nn
+
+    from kdbench.train import calibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3),
+                          nn.BatchNorm2d(8))
+    x = 5 + 3 * torch.randn(32, 3, 8, 8)
+    model.train()
+    model(x[:16]), model(x[16:])  # two training batches: the running statistics are still off
+    model.eval()
+    with torch.no_grad():
+        batch_stats = model.train()(x)
+        before = model.eval()(x)
+        calibrate_batchnorm(model, [x[:16], x[16:]])
+        after = model(x)
+    assert not model.training and model[1].momentum == 0.1
+    assert (before - batch_stats).abs().max() > 1
+    # The running mean is the batches' average; the variance their average unbiased one.
+    assert (after - batch_stats).abs().max() < 0.1
+    calibrate_batchnorm(nn.Linear(2, 2), [torch.zeros(1, 2)])  # nothing to calibrate: no error
