@@ -39,7 +39,7 @@ Emit = Callable[[str, int, int, dict[str, float]], None]
 
 # Teacher taps for the whole training set are cached when they fit in this many numbers.
 TEACHER_CACHE_LIMIT = 2**27
-SMOKE_EVALUATION = 32
+SMOKE_EVALUATION = 8
 """Validation and test samples of a smoke run (``protocol.smoke``): enough to exercise them."""
 
 
