@@ -31,6 +31,7 @@ from kdbench.metrics import Database, Metric, Outputs, needs_of
 from kdbench.plugins import Plugins
 from kdbench.runs import Job, RunResult, TeacherRef
 from kdbench.spec import Component, Recipe
+from kdbench.stream import TrainingBatches
 from kdbench.taps import Tapped, Taps, shapes, tap_points
 from kdbench.teacher import freeze
 
@@ -331,6 +332,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         who = f"{method_name}: its loss" if phase == "train" else \
             f"{method_name}: the loss of its stage {phase!r}"
         n_batches = math.ceil(len(data.x_train) / job.recipe.batch_size)
+        source = TrainingBatches(data.x_train, data.augment, job.recipe.batch_size)
 
         def step_at(epoch: int, batch: int) -> contract.Step:
             """Where the loop is, for an error message (built only when one is raised)."""
@@ -342,11 +344,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
                 m.train()
             sums: dict[str, float] = {}
             count = 0
-            for batch, idx in enumerate(batches(len(data.x_train), job.recipe.batch_size,
-                                                generator)):
-                x, y = data.x_train[idx], data.y_train[idx]
-                if data.augment is not None:
-                    x = data.augment(x, generator)
+            for batch, (idx, x) in enumerate(source.epoch(generator)):
+                y = data.y_train[idx]
                 x = accelerate.batch(data.inputs(x), job.accel)
                 with autocast:
                     s = s_tapped(x) if student_forward else None
