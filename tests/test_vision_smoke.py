@@ -58,12 +58,22 @@ def test_smoke_shrinks_seeds_epochs_stages_and_renames(tmp_path: Path, plugins: 
     smoke = spec.smoke()
     assert smoke.name == "shrink-smoke" and smoke.description.startswith("SMOKE TEST")
     assert smoke.seeds == (0, 1) and smoke.protocol.smoke == SMOKE_BATCHES
-    assert (smoke.recipe.epochs, smoke.recipe.milestones, smoke.recipe.batch_size) == (2, (), 16)
+    assert (smoke.recipe.epochs, smoke.recipe.milestones, smoke.recipe.batch_size) == (2, (), 4)
     assert (smoke.teacher.recipe.epochs, smoke.teacher.recipe.milestones) == (1, ())
     params = {m.label: m.params for m in smoke.methods}
     assert params["fitnet"]["hint_epochs"] == 1 and params["ab"]["epochs"] == 1
     assert params["kd[T=4]"]["T"] == 4.0  # other parameters untouched
     assert smoke.family == len(spec.methods)
+
+
+def test_smoke_caps_what_a_method_declares(tmp_path: Path, plugins: Plugins) -> None:
+    # ZSKD's 40 000 impressions of 1500 Adam steps each took hours on a CPU in a smoke run.
+    spec = load(str(_write(tmp_path, BENCH + "[methods.zskd]\nimpressions = 30000\n")),
+                plugins)
+    params = {m.label: m.params for m in spec.smoke().methods}
+    assert (params["zskd"]["impressions"], params["zskd"]["steps"]) == (20, 2)
+    assert params["zskd"]["tau"] == 20.0  # uncapped parameters untouched
+    assert {m.label: m.params for m in spec.methods}["zskd"]["impressions"] == 30000
 
 
 def test_smoke_runs_are_never_the_real_runs(tmp_path: Path, plugins: Plugins,
