@@ -52,6 +52,7 @@ from kdbench import contract, train
 from kdbench.errors import KdbenchError
 from kdbench.method import Method
 from kdbench.runs import Group, Job, RunResult
+from kdbench.stream import materialize
 from kdbench.taps import Tapped, Taps, shapes
 
 GroupEmit = Callable[[int, str, int, int, dict[str, float]], None]
@@ -322,7 +323,7 @@ def _execute(jobs: list[Job], emit: GroupEmit, start: float) -> list[RunResult]:
             for batch, idxs in enumerate(zip(*orders, strict=True)):
                 xs = []
                 for idx, g in zip(idxs, generators, strict=True):
-                    x = data.x_train[idx]
+                    x = materialize(data.x_train[idx])  # a streamed split: decoded here
                     xs.append(data.inputs(data.augment(x, g) if data.augment is not None
                                           else x))
                 idx = torch.stack(idxs)

@@ -107,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
                      "(comma list of row names, baseline, teacher)")
     run.add_argument("--workers", type=int, metavar="N",
                      help="worker processes (default: one per core)")
+    run.add_argument("--runs-per-gpu", type=int, metavar="N", help="on CUDA: N runs at once "
+                     "on each visible GPU, each worker pinned to one (ray: 1/N of a GPU per run)")
     run.add_argument("--executor", metavar="NAME", help="executor plugin (default: the "
                      "benchmark's, else process)")
     run.add_argument("--address", metavar="HOST:PORT",
@@ -370,7 +372,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     executor_name = args.executor or spec.executor.name
     executor = executors.configured(plugins, spec, args.executor, args.workers, device,
-                                    args.address)
+                                    args.address, args.runs_per_gpu)
 
     experiment = tracker.experiment(spec)
     sweep_id = tracker.start_sweep(experiment, spec, {"fresh": args.fresh, "device": device,

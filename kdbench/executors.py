@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from kdbench import gpushare
 from kdbench.errors import KdbenchError
+from kdbench.params import bounded
 from kdbench.runs import Job, RunResult
 
 if TYPE_CHECKING:
@@ -41,18 +43,39 @@ class Executor(Protocol):
 
 
 def configured(plugins: Plugins, spec: Spec, name: str | None = None, workers: int | None = None,
-               device: str = "cpu", address: str | None = None) -> Executor:
+               device: str = "cpu", address: str | None = None,
+               runs_per_gpu: int | None = None) -> Executor:
     """The executor a command uses: ``name`` (``--executor``) or the benchmark's ``[executor]``
-    with its parameters, ``workers`` (``--workers``) where it takes them, and one worker on a
-    GPU, which one process owns."""
+    with its parameters, ``workers`` (``--workers``) where it takes them. On a GPU
+    (:mod:`kdbench.gpushare`): the process pool runs N workers per visible GPU, each pinned to
+    one, and the Ray executor asks for 1/N of a GPU per run, N from ``runs_per_gpu``
+    (``--runs-per-gpu``), else the file's ``runs_per_gpu`` or ``run_memory_gib``, else 1."""
     executor_name = name or spec.executor.name
     entry = plugins.entry("executors", executor_name, where="--executor: ")
     values = dict(spec.executor.params) if executor_name == spec.executor.name else {}
-    takes_workers = entry.params is not None and "workers" in entry.params.__dataclass_fields__
+    fields = entry.params.__dataclass_fields__ if entry.params is not None else {}
     if workers is not None:
         values["workers"] = workers
-    if device != "cpu" and takes_workers:
-        values["workers"] = 1
+    if runs_per_gpu is not None:
+        if runs_per_gpu < 1:
+            raise KdbenchError(f"--runs-per-gpu must be at least 1, got {runs_per_gpu}")
+        if device == "cpu":
+            raise KdbenchError("--runs-per-gpu shares a GPU between runs and these runs are on "
+                               "the CPU; use --workers N for CPU worker processes")
+        if "runs_per_gpu" not in fields and "gpus" not in fields:
+            raise KdbenchError(f"--runs-per-gpu: executor {executor_name!r} runs one run at a "
+                               "time; use --executor process or ray")
+    if device != "cpu" and "runs_per_gpu" in fields:  # the process pool
+        if workers is not None:
+            raise KdbenchError("--workers counts CPU worker processes; on a GPU give "
+                               "--runs-per-gpu N (N runs at once on each visible GPU)")
+        visible = tuple(values.get("devices") or gpushare.visible_gpus())
+        per_gpu = gpushare.runs_per_gpu(runs_per_gpu or values.get("runs_per_gpu", 0),
+                                        values.get("run_memory_gib", 0.0))
+        values.update(workers=per_gpu * max(1, len(visible)), runs_per_gpu=per_gpu,
+                      devices=list(visible))
+    elif device != "cpu" and runs_per_gpu is not None:  # ray: a share of a GPU per run
+        values["gpus"] = 1 / runs_per_gpu
     if address is not None:  # --address: a cluster executor's (ray's) head
         if entry.params is None or "address" not in entry.params.__dataclass_fields__:
             raise KdbenchError(f"--address: executor {executor_name!r} takes no address; "
@@ -85,7 +108,15 @@ class Serial:
 @dataclass(frozen=True)
 class ProcessParams:
     workers: int = 0
-    """Worker processes; 0 means one per core (at most the number of jobs)."""
+    """Worker processes; 0 means one per core (at most the number of jobs). On a GPU: runs
+    per GPU times the visible GPUs."""
+    runs_per_gpu: int = bounded(0, low=0, high=256)
+    """On a GPU: workers sharing each visible GPU (0: from ``run_memory_gib``, else 1)."""
+    run_memory_gib: float = bounded(0.0, low=0)
+    """On a GPU: the memory one run needs; runs per GPU = the smallest GPU's memory // it."""
+    devices: tuple[str, ...] = ()
+    """The GPUs workers are pinned to, round-robin (``CUDA_VISIBLE_DEVICES`` of each worker);
+    set from the visible GPUs on a GPU run; empty: none."""
 
 
 class Processes:
@@ -111,6 +142,7 @@ class Processes:
 
     def __init__(self, params: ProcessParams) -> None:
         self.workers = params.workers or os.cpu_count() or 1
+        self.devices = params.devices
 
     def map(self, jobs: list[Job], progress: Progress) -> Iterator[tuple[int, RunResult]]:
         if not jobs:
@@ -124,14 +156,14 @@ class Processes:
         idle: list[_Worker] = []
         busy: dict[Any, _Worker] = {}  # by connection
         try:
-            for _ in range(size):
-                idle.append(_Worker(context))
+            for gpu in gpushare.assignment(size, self.devices):
+                idle.append(_Worker(context, gpu))
             while queued or busy:
                 while queued and idle:
                     worker = idle.pop()
                     if not worker.process.is_alive():  # killed between two jobs
                         worker.close()
-                        idle.append(_Worker(context))
+                        idle.append(_Worker(context, worker.gpu))
                         continue
                     worker.start(*queued.pop())
                     busy[worker.conn] = worker
@@ -149,19 +181,21 @@ class Processes:
                         yield worker.index, worker.death()
                         worker.close()
                         if queued:
-                            idle.append(_Worker(context))
+                            idle.append(_Worker(context, worker.gpu))
         finally:
             for worker in [*idle, *busy.values()]:
                 worker.close()
 
 
 class _Worker:
-    """One worker process and the job it holds."""
+    """One worker process and the job it holds; started seeing only ``gpu`` when given."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, gpu: str | None = None) -> None:
+        self.gpu = gpu
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, os.getpid()), daemon=True)
-        self.process.start()
+        with gpushare.pinned(gpu):
+            self.process.start()
         child.close()
         self.index = -1
 

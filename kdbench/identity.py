@@ -33,7 +33,7 @@ import kdbench
 if TYPE_CHECKING:
     from kdbench.plugins import Plugins
 
-KDBENCH_MODULES = ("accel", "data", "method", "metrics", "taps", "teacher", "train")
+KDBENCH_MODULES = ("accel", "data", "method", "metrics", "stream", "taps", "teacher", "train")
 """The kdbench modules whose code decides a run's numbers: the training loop, the method base
 class and its loss plumbing, data batching, feature taps, metrics and teacher loading. Left out
 on purpose: the planner, tracking, statistics, executors (they route jobs and never change a

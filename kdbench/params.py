@@ -122,14 +122,26 @@ Space = LogUniform | Uniform | Choice
 
 
 def bounded(default: Any, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False, search: Search | None = None) -> Any:
+            low_open: bool = False, high_open: bool = False, search: Search | None = None,
+            smoke: float | None = None) -> Any:
     """A dataclass field with ``default`` whose values must lie in a :class:`Range`;
     :func:`build` enforces it (``[methods.kd] T must be > 0, got -1.0``). ``search`` declares
-    the field tunable, over that space (:func:`search_space`)."""
+    the field tunable, over that space (:func:`search_space`). ``smoke`` caps the field in a
+    ``--smoke`` run (:func:`smoke_caps`): a size of work (data impressions, optimisation
+    steps) that a check of the pipeline does not need in full."""
     metadata: dict[str, Any] = {"range": Range(low, high, low_open, high_open)}
     if search is not None:
         metadata["search"] = search
+    if smoke is not None:
+        metadata["smoke"] = smoke
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def smoke_caps(cls: type | None) -> dict[str, Any]:
+    """The ``smoke`` cap of each field of dataclass ``cls`` that declares one."""
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return {}
+    return {f.name: f.metadata["smoke"] for f in dataclasses.fields(cls) if "smoke" in f.metadata}
 
 
 def search_space(cls: type, values: Any = None) -> dict[str, Space]:

@@ -68,6 +68,7 @@ from kdbench.params import (
     check,
     not_finite,
     short_repr,
+    smoke_caps,
     suggestion,
 )
 from kdbench.plugins import Plugins
@@ -161,6 +162,9 @@ class MethodSpec:
     every row of a grid."""
     grid: dict[str, Any] = field(default_factory=dict)
     """The row's values of the table's grid keys (``{"T": 1.0}``); empty without a grid."""
+    smoke: dict[str, Any] = field(default_factory=dict)
+    """The caps a ``--smoke`` run puts on the method's parameters (their ``smoke`` metadata,
+    :func:`kdbench.params.bounded`)."""
 
 
 @dataclass(frozen=True)
@@ -177,9 +181,11 @@ class Published:
 
 SMOKE_BATCHES = 2
 """Batches per epoch of a ``--smoke`` run."""
-SMOKE_BATCH_SIZE = 16
-"""The largest batch of a ``--smoke`` run: a smoke test checks that the code runs, and a
-CIFAR ResNet on a CPU takes seconds per batch of 64."""
+SMOKE_BATCH_SIZE = 4
+"""The largest batch of a ``--smoke`` run: a smoke test checks that the code runs, and on a
+CPU a CIFAR ResNet's time per batch is its per-layer overhead from here down (resnet56 on 4
+images: 0.4 ms per convolution call), so larger batches cost time and check nothing more.
+4, not 2: RKD's angles need three samples, and BatchNorm more than one value per channel."""
 SMOKE_SEEDS = 2
 SMOKE_EPOCHS = 2
 
@@ -219,19 +225,20 @@ class Spec:
     measured ones."""
 
     def smoke(self, batches: int = SMOKE_BATCHES) -> Spec:
-        """This spec shrunk to a smoke test (``--smoke``): ``batches`` batches of at most 16 per
+        """This spec shrunk to a smoke test (``--smoke``): ``batches`` batches of at most 4 per
         epoch, small validation and test splits, at most 2 seeds, 2 epochs (1 for a trained
         teacher), a method's stages (an int parameter named ``epochs`` or ``*_epochs``) 1
-        epoch, and the name ``<name>-smoke``, so that its board files and MLflow experiment
-        are its own; the protocol's ``smoke`` puts it in every fingerprint."""
+        epoch, the parameters its ``Params`` cap for a smoke (``bounded(..., smoke=)``:
+        ZSKD's impressions and steps) capped, and the name ``<name>-smoke``, so that its board
+        files and MLflow experiment are its own; the protocol's ``smoke`` puts it in every fingerprint."""
         def short(recipe: Recipe, epochs: int) -> Recipe:
             return replace(recipe, epochs=min(recipe.epochs, epochs), milestones=(),
                            batch_size=min(recipe.batch_size, SMOKE_BATCH_SIZE))
 
-        def stages(params: dict[str, Any]) -> dict[str, Any]:
+        def stages(params: dict[str, Any], caps: dict[str, Any]) -> dict[str, Any]:
             return {k: min(v, 1) if (k == "epochs" or k.endswith("_epochs"))
-                    and isinstance(v, int) and not isinstance(v, bool) else v
-                    for k, v in params.items()}
+                    and isinstance(v, int) and not isinstance(v, bool)
+                    else min(v, caps[k]) if k in caps else v for k, v in params.items()}
 
         spec = self if self.family else replace(self, family=len(self.methods))
         return replace(
@@ -239,7 +246,7 @@ class Spec:
             description=f"SMOKE TEST, not a result: {self.description}",
             seeds=self.seeds[:SMOKE_SEEDS], recipe=short(self.recipe, SMOKE_EPOCHS),
             teacher=replace(self.teacher, recipe=short(self.teacher.recipe, 1)),
-            methods=tuple(replace(m, params=stages(m.params)) for m in self.methods),
+            methods=tuple(replace(m, params=stages(m.params, m.smoke)) for m in self.methods),
             protocol=replace(self.protocol, smoke=batches))
 
     def with_options(self, seeds: int | None = None, methods: list[str] | None = None) -> Spec:
@@ -391,7 +398,8 @@ def _parse(raw: dict[str, Any], path: Path, plugins: Plugins) -> Spec:
             if point.grid:
                 _label(point.label)
             params = entry.make_params(point.values, where=f"[methods.{label}] ")
-            methods.append(MethodSpec(point.label, method, as_dict(params), label, point.grid))
+            methods.append(MethodSpec(point.label, method, as_dict(params), label, point.grid,
+                                      smoke_caps(entry.params)))
     twice = _repeated(m.label for m in methods)
     if twice is not None:
         raise SpecError(f"[methods] row {twice!r} is named twice (by a table and by a grid); "

@@ -31,6 +31,7 @@ from kdbench.metrics import Database, Metric, Outputs, needs_of
 from kdbench.plugins import Plugins
 from kdbench.runs import Job, RunResult, TeacherRef
 from kdbench.spec import Component, Recipe
+from kdbench.stream import TrainingBatches
 from kdbench.taps import Tapped, Taps, shapes, tap_points
 from kdbench.teacher import freeze
 
@@ -39,7 +40,7 @@ Emit = Callable[[str, int, int, dict[str, float]], None]
 
 # Teacher taps for the whole training set are cached when they fit in this many numbers.
 TEACHER_CACHE_LIMIT = 2**27
-SMOKE_EVALUATION = 32
+SMOKE_EVALUATION = 8
 """Validation and test samples of a smoke run (``protocol.smoke``): enough to exercise them."""
 
 
@@ -343,6 +344,7 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         who = f"{method_name}: its loss" if phase == "train" else \
             f"{method_name}: the loss of its stage {phase!r}"
         n_batches = math.ceil(len(data.x_train) / job.recipe.batch_size)
+        source = TrainingBatches(data.x_train, data.augment, job.recipe.batch_size)
         for epoch in range(n_epochs):
             if on_epoch is not None:
                 on_epoch(epoch, n_epochs)
@@ -351,11 +353,8 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
             # Checked and read once per epoch: no step waits for the device (contract.StepLog).
             log = contract.StepLog(method_name, phase, epoch + 1, n_epochs, n_batches)
             try:
-                for batch, idx in enumerate(batches(len(data.x_train), job.recipe.batch_size,
-                                                    generator)):
-                    x, y = data.x_train[idx], data.y_train[idx]
-                    if data.augment is not None:
-                        x = data.augment(x, generator)
+                for batch, (idx, x) in enumerate(source.epoch(generator)):
+                    y = data.y_train[idx]
                     x = accelerate.batch(data.inputs(x), job.accel)
                     with autocast:
                         s = s_tapped(x) if student_forward else None
@@ -407,6 +406,9 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         t_tapped.remove()
     main = [row for row in history if row["phase"] == "train"]
     reported = best.restore() or len(main)
+    if job.role == "teacher" and job.protocol.smoke:
+        calibrate_batchnorm(student, (accelerate.batch(data.inputs(data.x_train[i]), job.accel)
+                                      for i in batches(len(data.x_train), job.recipe.batch_size)))
     val = {k: v for k, v in main[reported - 1].items() if k.startswith("val.")}
     final = {**_test_metrics(job, data, metrics, student, teacher if compared else None), **val,
              **_prefixed("train", evaluate(scored, data.x_train, data.y_train, metrics,
@@ -421,6 +423,34 @@ def _execute(job: Job, emit: Emit, start: float) -> RunResult:
         cachefile.save({k: v.cpu() for k, v in student.state_dict().items()}, Path(checkpoint))
     return RunResult("", "finished", final, history, time.perf_counter() - start,
                      _size(student), checkpoint, artifacts=artifacts)
+
+
+def calibrate_batchnorm(model: nn.Module, inputs: Iterable[Tensor]) -> None:
+    """Set every BatchNorm's running statistics to their average over the batches ``inputs``
+    (the training split, not augmented) at the model's final weights: "precise BN" (Wu and
+    Johnson 2021).
+
+    For a smoke teacher only: after its 2 batches, momentum 0.1 leaves the running variance at
+    0.81 + 0.19 · the batches' variance, so in eval mode each BN under-normalises and the error
+    compounds through depth (a 2-batch wrn_40_2: last stage 21× and logits 60× their
+    batch-statistics RMS, measured), and the feature losses of its students overflow at their
+    first steps. A real teacher's running statistics have converged over its epochs: untouched."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was = model.training
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    with torch.no_grad():
+        for x in inputs:
+            model(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.train(was)
 
 
 def with_transfer_set(job: Job, method: Method, teacher: nn.Module | None, data: Dataset

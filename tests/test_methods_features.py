@@ -93,6 +93,22 @@ def test_fitnet_regressor_and_pooling_by_hand() -> None:
     assert terms["ce"].item() == pytest.approx(ce)
 
 
+def test_fitnet_batchnorm_regressor_is_repdistillers_convreg() -> None:
+    # conv, BatchNorm, ReLU (RepDistiller's ConvReg, which the CRD tables' beta = 100 assumes)
+    method = FitNet(FitNetParams(two_stage=False, batchnorm=True))
+    regressor = method.build(CNN2D_S, CNN2D_T, INFO)
+    assert [type(m) for m in regressor] == [torch.nn.Conv2d, torch.nn.BatchNorm2d,
+                                            torch.nn.ReLU]
+    assert regressor[1].num_features == CNN2D_T.stages[1][0]
+    assert [type(m) for m in FitNet().build(CNN2D_S, CNN2D_T, INFO)] == [torch.nn.Conv2d,
+                                                                        torch.nn.ReLU]
+    # Whatever the regressor's weights, its training-mode output has unit scale per channel.
+    with torch.no_grad():
+        regressor[0].weight.mul_(1e4)
+    s, t = taps(CNN2D_S, n=8), taps(CNN2D_T, n=8)
+    assert method.hint(s, t).item() < 10
+
+
 def test_fitnet_two_stage_is_a_hint_stage_then_kd() -> None:
     method = FitNet(FitNetParams(hint_epochs=3))
     method.build(CNN1D_SMALL, CNN1D, INFO)
@@ -255,6 +271,17 @@ def test_fsp_loss_matches_a_hand_computation() -> None:
     G_s, G_t = flow(s), flow(t)
     assert [tuple(g.shape) for g in G_s] == [(2, 2, 3), (2, 3, 2)]
     assert fsp_loss(G_s, G_t, lam).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_fsp_entries_mean_is_repdistillers_mean_over_each_matrix() -> None:
+    torch.manual_seed(2)
+    G_s = [torch.randn(4, 2, 3), torch.randn(4, 3, 5)]
+    G_t = [torch.randn(4, 2, 3), torch.randn(4, 3, 5)]
+    by_hand = sum(((gt - gs) ** 2).mean() for gs, gt in zip(G_s, G_t, strict=True))
+    assert fsp_loss(G_s, G_t, 0.5, "mean").item() == pytest.approx(0.5 * by_hand.item())
+    summed = sum(fsp_loss([gs], [gt]).item() / gs[0].numel()
+                 for gs, gt in zip(G_s, G_t, strict=True))
+    assert fsp_loss(G_s, G_t, entries="mean").item() == pytest.approx(summed)
 
 
 def test_fsp_matrix_of_2d_maps_by_hand() -> None:

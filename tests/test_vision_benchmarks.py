@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-import warnings
 from pathlib import Path
 
 import pytest
@@ -58,27 +57,29 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow store for every benchmark (an experiment each): creating a SQLite store
+    runs MLflow's migrations, 3.5 s of CPU each time."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'm.db'}"
+
+
 @pytest.mark.slow  # real CIFAR networks on a CPU: seconds per run, ~20 runs per benchmark
 @pytest.mark.parametrize("name, raw", BENCHMARKS, ids=[name for name, _ in BENCHMARKS])
 def test_image_benchmark_passes_smoke(name: str, raw: dict, data_root: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture) -> None:
+                                      store: str, capsys: pytest.CaptureFixture) -> None:
     registered = train.plugins().students()
     missing = [m for m in _models(raw) if m not in registered]
     if missing:
         pytest.skip(f"{name}: models not registered yet: {', '.join(missing)}")
     out = tmp_path / "out"
     code = main(["run", name, "--smoke", "--data-root", str(data_root), "--executor", "serial",
-                 "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+                 "--out", str(out), "--tracking-uri", store])
     board = json.loads((out / f"{name}-smoke.json").read_text())
-    assert board["smoke"] and code == (1 if board["failed"] else 0)
-    # A smoke teacher has trained on 3 batches: its BatchNorm statistics are rough, and an
-    # unnormalised feature loss (VID's) can diverge from its features. A divergence is the
-    # numbers' failure, which the loop reports as such; anything else is the pipeline's.
-    other = [f for f in board["failed"] if "training diverged" not in f["error"]]
-    assert not other, other
-    for f in board["failed"]:
-        warnings.warn(f"{name}: {f['method']} seed {f['seed']} diverged in the smoke run",
-                      stacklevel=1)
+    # Every run finishes: a smoke teacher's BatchNorm statistics are calibrated on its
+    # training split (kdbench.train.calibrate_batchnorm), so its features have their usual
+    # scale, and a divergence here is a method's (or a benchmark file's weights') bug.
+    assert board["smoke"] and not board["failed"] and code == 0, board["failed"]
     assert len(board["rows"]) == len(raw["methods"]) or "T" in str(raw["methods"])
     assert ("published" in board) == ("published" in raw)
     assert "SMOKE TEST" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def test_imagenet_layout_is_resized_and_cropped(data_root: Path, tmp_path: Path)
 
 def test_too_large_a_folder_is_refused(data_root: Path, tmp_path: Path) -> None:
     with pytest.raises(KdbenchError, match="GiB as uint8, more than max_gib"):
-        _load("image_folder", data_root, tmp_path, size=1024, max_gib=0.01)
+        _load("image_folder", data_root, tmp_path, size=1024, max_gib=0.01, storage="memory")
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist"])

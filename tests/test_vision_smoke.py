@@ -58,12 +58,22 @@ def test_smoke_shrinks_seeds_epochs_stages_and_renames(tmp_path: Path, plugins: 
     smoke = spec.smoke()
     assert smoke.name == "shrink-smoke" and smoke.description.startswith("SMOKE TEST")
     assert smoke.seeds == (0, 1) and smoke.protocol.smoke == SMOKE_BATCHES
-    assert (smoke.recipe.epochs, smoke.recipe.milestones, smoke.recipe.batch_size) == (2, (), 16)
+    assert (smoke.recipe.epochs, smoke.recipe.milestones, smoke.recipe.batch_size) == (2, (), 4)
     assert (smoke.teacher.recipe.epochs, smoke.teacher.recipe.milestones) == (1, ())
     params = {m.label: m.params for m in smoke.methods}
     assert params["fitnet"]["hint_epochs"] == 1 and params["ab"]["epochs"] == 1
     assert params["kd[T=4]"]["T"] == 4.0  # other parameters untouched
     assert smoke.family == len(spec.methods)
+
+
+def test_smoke_caps_what_a_method_declares(tmp_path: Path, plugins: Plugins) -> None:
+    # ZSKD's 40 000 impressions of 1500 Adam steps each took hours on a CPU in a smoke run.
+    spec = load(str(_write(tmp_path, BENCH + "[methods.zskd]\nimpressions = 30000\n")),
+                plugins)
+    params = {m.label: m.params for m in spec.smoke().methods}
+    assert (params["zskd"]["impressions"], params["zskd"]["steps"]) == (20, 2)
+    assert params["zskd"]["tau"] == 20.0  # uncapped parameters untouched
+    assert {m.label: m.params for m in spec.methods}["zskd"]["impressions"] == 30000
 
 
 def test_smoke_runs_are_never_the_real_runs(tmp_path: Path, plugins: Plugins,
@@ -145,3 +155,30 @@ def test_tune_refuses_smoke(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 
     assert main(["tune", str(_write(tmp_path, BENCH)), "--trials", "1", "--smoke"]) == 2
     assert "--smoke is for `kdbench run`" in capsys.readouterr().err
+
+
+def test_calibrated_batchnorm_holds_the_statistics_of_the_training_split() -> None:
+    # A smoke teacher's running statistics after 2 batches at momentum 0.1 are far from its
+    # data's, and the error compounds through depth in eval mode (kdbench.train).
+    import torch
+    from torch import nn
+
+    from kdbench.train import calibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3),
+                          nn.BatchNorm2d(8))
+    x = 5 + 3 * torch.randn(32, 3, 8, 8)
+    model.train()
+    model(x[:16]), model(x[16:])  # two training batches: the running statistics are still off
+    model.eval()
+    with torch.no_grad():
+        batch_stats = model.train()(x)
+        before = model.eval()(x)
+        calibrate_batchnorm(model, [x[:16], x[16:]])
+        after = model(x)
+    assert not model.training and model[1].momentum == 0.1
+    assert (before - batch_stats).abs().max() > 1
+    # The running mean is the batches' average; the variance their average unbiased one.
+    assert (after - batch_stats).abs().max() < 0.1
+    calibrate_batchnorm(nn.Linear(2, 2), [torch.zeros(1, 2)])  # nothing to calibrate: no error

@@ -23,6 +23,12 @@ Stage 1 minimises L_HT alone; stage 2 trains the whole student with KD
   the teacher's; 1×1 is that kernel for equal sizes. When the spatial sizes
   differ, the larger map is adaptive-average-pooled to the smaller one instead
   (the teacher's hint to the student's size when the teacher's is larger).
+* ``batchnorm=True`` puts a BatchNorm between the regressor's convolution and its
+  ReLU, as RepDistiller's ``ConvReg`` does (the CRD tables' FitNet, whose β = 100
+  assumes it: without it the hint's first gradients, β times a mean square of
+  order 10 for BN-scaled teacher maps, throw a wrn_16_2 student's regressor to
+  overflow within three steps at lr 0.05, measured). The paper's regressor has
+  none (off by default).
 * Guided layer: the student's middle stage by default (``guided``); the hint
   layer is the teacher's stage of the same index.
 * Stage 1 ("hint", ``hint_epochs`` = 5 epochs here; the paper trains it to
@@ -48,6 +54,9 @@ from kdbench.taps import Taps, TapShapes
 from kdbench_methods._maps import connector, match_sizes
 from kdbench_methods.kd import kd_loss
 
+_NORMS = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+"""The BatchNorm over the channels of a map with that many spatial axes (0: flat)."""
+
 
 def hint_loss(u_h: Tensor, r_v: Tensor) -> Tensor:
     """mean over elements of (u_h − r(v_g))², the paper's ½‖·‖² up to a constant factor."""
@@ -72,6 +81,8 @@ class FitNetParams:
     """Weight of the KD term in stage 2; the label term gets 1 − α."""
     relu: bool = True
     """End the regressor with a ReLU, the hint layer's non-linearity for the usual taps."""
+    batchnorm: bool = False
+    """A BatchNorm after the regressor's convolution (RepDistiller's ConvReg, the CRD tables)."""
 
 
 class FitNet(Method):
@@ -117,6 +128,8 @@ class FitNet(Method):
         self.g = self._index(student)
         v, u = student.stages[self.g], teacher.stages[self.g]
         layers = [connector(v[0], u[0], len(v) - 1)]
+        if self.params.batchnorm:
+            layers.append(_NORMS[len(v) - 1](u[0]))
         if self.params.relu:
             layers.append(nn.ReLU())
         self.regressor = nn.Sequential(*layers)

@@ -13,10 +13,13 @@ and the student learns the teacher's matrices (eq. 2):
     L_FSP(W_t, W_s) = 1/N · Σ_x Σ_i λ_i · ‖G_i^T(x; W_t) − G_i^S(x; W_s)‖₂²
 
 Following the paper, the loss is the squared Frobenius norm summed over the
-matrix entries and averaged over the batch, with all λ_i equal (``lam``); the
-common reimplementations (RepDistiller, mdistiller) take the mean over entries
-instead, which only rescales it. FSP is a stage of its own before the main
-training (stage "fsp", ``fsp_epochs`` = 5 here), after which the student trains
+matrix entries and averaged over the batch, with all λ_i equal (``lam``). RepDistiller
+(the CRD tables) takes the mean over the entries instead (``entries = "mean"``): a
+rescaling by m·n, different for each pair, that its learning rate assumes; with the sum,
+λ = 1 and lr 0.05, a wrn_16_2 student's first FSP gradient (norm 2.7e4) overflows it in
+two steps (measured). Seed 003's TensorFlow code sums, halves and weights by 1e-3
+(``nets/Distillation.py``; 1e-2 in an earlier version): λ = 5e-4 here. FSP is a stage of
+its own before the main training (stage "fsp", ``fsp_epochs`` = 5 here), after which the student trains
 on the labels alone (cross-entropy), as in the paper.
 
 Pairs are consecutive stage outputs (stage k−1's output is stage k's input),
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -60,9 +64,12 @@ def fsp_matrix(F1: Tensor, F2: Tensor) -> Tensor:
         return torch.einsum("nix,njx->nij", F1.flatten(2), F2.flatten(2)) / F1[0, 0].numel()
 
 
-def fsp_loss(G_s: list[Tensor], G_t: list[Tensor], lam: float = 1.0) -> Tensor:
-    """1/N · Σ_x Σ_i λ · ‖G_i^T − G_i^S‖²: squared entries summed per sample, batch mean."""
-    return lam * sum((gt - gs).pow(2).flatten(1).sum(1).mean()
+def fsp_loss(G_s: list[Tensor], G_t: list[Tensor], lam: float = 1.0,
+             entries: Literal["sum", "mean"] = "sum") -> Tensor:
+    """1/N · Σ_x Σ_i λ · ‖G_i^T − G_i^S‖²: squared entries summed per sample, batch mean
+    (``entries="mean"``: their mean over the m·n entries, RepDistiller's)."""
+    return lam * sum((gt - gs).pow(2).flatten(1).sum(1).mean() / (gs[0].numel()
+                                                                 if entries == "mean" else 1)
                      for gs, gt in zip(G_s, G_t, strict=True))
 
 
@@ -82,6 +89,9 @@ class FSPParams:
     connector: bool = True
     """1×1 convolutions from the student's channel counts to the teacher's; False refuses
     models whose channel counts differ."""
+    entries: Literal["sum", "mean"] = "sum"
+    """Sum the squared differences over each matrix's entries (the paper) or average them
+    (RepDistiller's, for the CRD tables)."""
 
 
 class FSP(Method):
@@ -130,7 +140,7 @@ class FSP(Method):
     def _fsp_stage(self, s: Taps, t: Taps | None, y: Tensor, idx: Tensor) -> LossTerms:
         maps = [c(f) for c, f in zip(self.connectors, s.stages, strict=True)]
         G_t = flow([f.detach() for f in t.stages])
-        return {"fsp": fsp_loss(flow(maps), G_t, self.params.lam)}
+        return {"fsp": fsp_loss(flow(maps), G_t, self.params.lam, self.params.entries)}
 
     def stages(self) -> list[Stage]:
         epochs = self.params.fsp_epochs

@@ -115,13 +115,13 @@ def split_evenly(n: int, parts: int) -> list[int]:
 
 @dataclass(frozen=True)
 class ZSKDParams:
-    impressions: int = bounded(40000, low=1)
+    impressions: int = bounded(40000, low=1, smoke=20)
     """Number of data impressions, split evenly over classes and scales."""
     betas: tuple[float, ...] = bounded((1.0, 0.1), low=0, low_open=True)
     """Scales β of the Dirichlet concentration; an equal share of impressions each."""
     tau: float = bounded(20.0, low=0, low_open=True)
     """Temperature of the teacher's softmax while impressions are optimised."""
-    steps: int = bounded(1500, low=1)
+    steps: int = bounded(1500, low=1, smoke=2)
     """Adam steps per batch of impressions."""
     lr: float = bounded(0.001, low=0, low_open=True)
     """Adam's learning rate for the impressions."""

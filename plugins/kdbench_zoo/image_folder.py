@@ -1,4 +1,4 @@
-"""Image folders: Tiny-ImageNet's layout and ImageNet's, held in memory as ``uint8``.
+"""Image folders: Tiny-ImageNet's layout and ImageNet's, in memory as ``uint8`` or streamed.
 
 ``path`` (under the data root, or absolute) is a folder with ``train/<class>/...`` (any depth
 below the class folder: Tiny-ImageNet's ``train/<wnid>/images/*.JPEG`` and ImageNet's
@@ -10,14 +10,17 @@ dataset publishes its test labels), in either layout:
 * ImageNet's (after the usual ``valprep.sh``): ``val/<class>/*.JPEG``.
 
 Classes are the ``train/`` folder names, sorted (torchvision's ``ImageFolder`` convention).
-Every image is decoded once (Pillow, in a ``DataLoader`` with ``workers``
-processes), converted to RGB, resized so that its shorter side is ``size`` and centre-cropped
-to ``size × size``, and the ``uint8`` tensors are cached under kdbench's cache, keyed by the
-folder, the file list with sizes and times, and ``size``. Tiny-ImageNet at 64×64 is 1.2 GB
-(110,000 images). ImageNet at 224×224 would be 190 GB and is refused (``max_gib``): it needs
-a streaming path (a ``DataLoader`` per epoch with workers doing decode + augmentation),
-which kdbench's in-memory ``Dataset`` does not have yet; ImageNet downsampled to 32 or 64
-pixels (``size = 64``: 15.7 GB) fits.
+Every image is decoded (Pillow), converted to RGB, resized so that its shorter side is
+``size`` and centre-cropped to ``size × size``. Where it is kept (``storage``):
+
+* ``memory``: decoded once (in a ``DataLoader`` with ``workers`` processes) and the ``uint8``
+  tensors cached under kdbench's cache, keyed by the folder, the file list with sizes and
+  times, and ``size``. Tiny-ImageNet at 64×64 is 1.2 GB (110,000 images); downsampled
+  ImageNet (``size = 64``) 15.7 GB.
+* ``files``: streamed (:mod:`kdbench.stream`): each training batch is decoded and augmented
+  in ``workers`` loader processes every epoch, and evaluation decodes its batches in the
+  run's process. ImageNet at 224×224 (190 GB as ``uint8``) is read this way.
+* ``auto`` (the default): ``memory`` up to ``max_gib``, ``files`` above.
 
 Normalisation: ImageNet's mean and std (torchvision's pretrained models expect them) unless
 ``mean``/``std`` are given. Augmentation ``standard``: a random crop with ``pad`` pixels of
@@ -37,6 +40,7 @@ from torch import Tensor
 from kdbench.data import Dataset, Normalize, data_root
 from kdbench.errors import KdbenchError
 from kdbench.params import bounded
+from kdbench.stream import Decoding, Streamed
 from kdbench_zoo.image_augment import CropFlip
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -59,9 +63,13 @@ class ImageFolderParams:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     workers: int = bounded(4, low=0, high=256)
-    """Processes decoding the images on first use (0: in this process)."""
+    """Processes decoding the images (once in memory; every epoch streamed; 0: in the
+    run's process)."""
     max_gib: float = bounded(32.0, low=0, low_open=True)
-    """Refuse a folder whose images would take more memory than this, as ``uint8``."""
+    """The most memory the images may take as ``uint8`` in memory: ``auto`` streams a
+    larger folder, ``memory`` refuses it."""
+    storage: Literal["auto", "memory", "files"] = "auto"
+    """Hold the decoded images in memory, stream them from the files, or choose by size."""
 
     def __post_init__(self) -> None:
         if len(self.mean) != 3 or len(self.std) != 3:
@@ -89,16 +97,29 @@ def image_folder(params: ImageFolderParams, cache_dir: Path) -> Dataset:
     train = [(f, index[c]) for c in classes for f in _images(train_dir / c)]
     test = _val(val_dir, index)
     gib = (len(train) + len(test)) * 3 * params.size ** 2 / 2**30
-    if gib > params.max_gib:
+    if gib > params.max_gib and params.storage == "memory":
         raise KdbenchError(
             f"dataset 'image_folder': {len(train) + len(test):,} images at {params.size}×"
             f"{params.size} take {gib:.1f} GiB as uint8, more than max_gib = {params.max_gib}; "
-            "kdbench holds datasets in memory: lower [dataset] size (64: downsampled ImageNet) "
-            "or raise max_gib if the machine has the memory")
-    tensors = _cached(base, train, test, params.size, params.workers, cache_dir)
+            "set [dataset] storage = \"files\" to stream them from the files, lower size "
+            "(64: downsampled ImageNet), or raise max_gib if the machine has the memory")
     augment = CropFlip(params.pad, True) if params.augment == "standard" else None
+    normalize = Normalize(params.mean, params.std)
+    if params.storage == "files" or (params.storage == "auto" and gib > params.max_gib):
+        reader, shape = FileReader(params.size), (3, params.size, params.size)
+
+        def split(files: list[tuple[Path, int]]) -> Streamed:
+            return Streamed(tuple(str(p) for p, _ in files), reader, shape, params.workers)
+
+        return Dataset(base.name, split(train), _labels(train), split(test), _labels(test),
+                       len(classes), augment=augment, prepare=Decoding(normalize))
+    tensors = _cached(base, train, test, params.size, params.workers, cache_dir)
     return Dataset(base.name, tensors["x"], tensors["y"], tensors["x_test"], tensors["y_test"],
-                   len(classes), augment=augment, prepare=Normalize(params.mean, params.std))
+                   len(classes), augment=augment, prepare=normalize)
+
+
+def _labels(files: list[tuple[Path, int]]) -> Tensor:
+    return torch.tensor([y for _, y in files], dtype=torch.long)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -141,10 +162,8 @@ def _cached(base: Path, train: list[tuple[Path, int]], test: list[tuple[Path, in
     cache = Path(cache_dir) / f"image_folder-{digest.hexdigest()[:16]}.pt"
     if cache.is_file():
         return torch.load(cache, weights_only=True)
-    tensors = {"x": _decode([p for p, _ in train], size, workers),
-               "y": torch.tensor([y for _, y in train], dtype=torch.long),
-               "x_test": _decode([p for p, _ in test], size, workers),
-               "y_test": torch.tensor([y for _, y in test], dtype=torch.long)}
+    tensors = {"x": _decode([p for p, _ in train], size, workers), "y": _labels(train),
+               "x_test": _decode([p for p, _ in test], size, workers), "y_test": _labels(test)}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     torch.save(tensors, tmp)
@@ -152,30 +171,41 @@ def _cached(base: Path, train: list[tuple[Path, int]], test: list[tuple[Path, in
     return tensors
 
 
-class _Decoded(torch.utils.data.Dataset):
-    """One image file as ``uint8`` ``(3, size, size)``."""
+@dataclass(frozen=True)
+class FileReader:
+    """One image file as ``uint8`` ``(3, size, size)``: RGB, shorter side resized to ``size``
+    (antialiased), centre-cropped. The in-memory and the streamed paths both read with it."""
 
-    def __init__(self, paths: list[Path], size: int) -> None:
-        self.paths, self.size = paths, size
+    size: int
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> Tensor:
+    def __call__(self, path: str | Path) -> Tensor:
         import numpy as np
         from PIL import Image
         from torchvision.transforms.v2.functional import center_crop, resize
 
         try:
-            with Image.open(self.paths[i]) as opened:
+            with Image.open(path) as opened:
                 pixels = np.asarray(opened.convert("RGB"))
         except Exception as error:
-            raise KdbenchError(f"dataset 'image_folder': cannot decode {self.paths[i]}: {error}"
+            raise KdbenchError(f"dataset 'image_folder': cannot decode {path}: {error}"
                                ) from None
         image = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
         if image.shape[-2:] != (self.size, self.size):
             image = center_crop(resize(image, [self.size], antialias=True), [self.size, self.size])
         return image
+
+
+class _Decoded(torch.utils.data.Dataset):
+    """The images of ``paths`` for a ``DataLoader``."""
+
+    def __init__(self, paths: list[Path], size: int) -> None:
+        self.paths, self.read = paths, FileReader(size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.read(self.paths[i])
 
 
 def _decode(paths: list[Path], size: int, workers: int) -> Tensor:
