@@ -34,9 +34,12 @@ testpaths = ["tests"]
 '''
 
 GITIGNORE = '''\
-# what `kdbench run` writes in the folder it runs in
+# what `kdbench run` and pytest write in the folder they run in
 mlflow.db
+mlruns/
 leaderboard/
+.pytest_cache/
+.benchmarks/
 *.egg-info/
 '''
 

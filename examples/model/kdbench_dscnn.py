@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 import kdbench
 from kdbench.data import DataInfo
+from kdbench.errors import Incompatible
 from kdbench.params import bounded
 from kdbench.registry import Register
 from kdbench.taps import TapPoints
@@ -61,11 +62,13 @@ class DSCNN(nn.Module):
 def dscnn(params: DSCNNParams, info: DataInfo) -> DSCNN:
     """Depthwise-separable CNN (MobileNet blocks): a stem, then stages doubling the width."""
     if len(info.input_shape) != 3:
-        # A refusal the conformance kit and planning understand: not for this input shape.
-        raise ValueError(f"dscnn needs images (C, H, W), got samples of shape {info.input_shape}")
+        # Refused at planning time in one line (exit 2); the conformance kit takes it as
+        # "not for this input shape" and tries the next.
+        raise Incompatible(f"dscnn needs images (C, H, W), got samples of shape "
+                           f"{info.input_shape}")
     smallest = min(info.input_shape[1:]) / 2 ** (params.stages - 1)
     if smallest < 1:
-        raise ValueError(f"dscnn: {params.stages} stages halve {info.input_shape[1:]} below one "
+        raise Incompatible(f"dscnn: {params.stages} stages halve {info.input_shape[1:]} below one "
                          "pixel; use fewer stages")
     return DSCNN(info.input_shape[0], info.num_classes, params.width, params.stages)
 

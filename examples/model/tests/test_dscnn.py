@@ -6,6 +6,7 @@ import pytest
 
 from kdbench.conformance import build_model
 from kdbench.data import DataInfo
+from kdbench.errors import Incompatible
 from kdbench.taps import shapes
 from kdbench.testing import check_method, check_model
 
@@ -14,7 +15,7 @@ DIGITS = DataInfo((1, 8, 8), 10, 1000)
 
 def test_dscnn_keeps_the_model_contract() -> None:
     # Builds, every tap resolves, one logit per class, every weight gets a gradient. It
-    # refuses flat inputs (a ValueError), so the kit checks it on the first image shape.
+    # refuses flat inputs (Incompatible), so the kit checks it on the first image shape.
     assert check_model("dscnn").input_shape == (1, 8, 8)
     check_model("dscnn", DataInfo((3, 32, 32), 100, 1000), {"width": 4, "stages": 4})
 
@@ -28,7 +29,7 @@ def test_the_stages_halve_the_maps_and_double_the_channels() -> None:
 
 
 def test_too_many_stages_are_refused() -> None:
-    with pytest.raises(ValueError, match="fewer stages"):
+    with pytest.raises(Incompatible, match="fewer stages"):
         build_model("dscnn", DIGITS, {"stages": 5})
 
 
