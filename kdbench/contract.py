@@ -168,12 +168,13 @@ def check_teacher_declared(method: Method, student: torch.nn.Module, x: Tensor, 
     call it. Any other failure is left to the run, which reports it in full."""
     if method.uses_teacher() or method.trains_teacher:
         return
-    tapped = Tapped(student, method.needs)
     was_training = student.training
     student.eval()
+    tapped = None
     try:
         with torch.no_grad():
             try:
+                tapped = Tapped(student, method.needs)
                 method.build(student_shapes, teacher_shapes, info)
                 method.start_epoch(0, 1)
                 s = tapped(x)
@@ -192,7 +193,8 @@ def check_teacher_declared(method: Method, student: torch.nn.Module, x: Tensor, 
                 except Exception:  # any other failure: the run reports it in full
                     pass
     finally:
-        tapped.remove()
+        if tapped is not None:
+            tapped.remove()
         student.train(was_training)
 
 
