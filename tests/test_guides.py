@@ -16,6 +16,7 @@ conformance test); ``-m slow`` runs every guide's example end to end (minutes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +70,16 @@ class Fresh:
             "mlflow.db", "mlruns", "leaderboard", "*.egg-info", ".pytest_cache", "__pycache__",
             ".benchmarks"))
         return folder
+
+
+@contextlib.contextmanager
+def installed(fresh: Fresh, distribution: str) -> Iterator[None]:
+    """Uninstall ``distribution`` from the fresh environment afterwards: the walk-throughs
+    install the same name, which a second `kdbench new` would refuse as registered."""
+    try:
+        yield
+    finally:
+        fresh.bash(f"pip uninstall -q -y {distribution}", cwd=fresh.root)
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +129,10 @@ def test_kdbench_new_method_installs_and_passes_the_conformance_kit(fresh: Fresh
     assert lines[0] == "kdbench new method my-kd && cd my-kd" and lines[1] == "pip install -e ."
     scratch = fresh.root / "new-quick"
     scratch.mkdir()
-    done = fresh.bash("\n".join([*lines[:2], "python -m pytest -q -p no:cacheprovider -k contract"]),
-                      scratch)
+    with installed(fresh, "kdbench-my-kd"):
+        done = fresh.bash("\n".join([*lines[:2],
+                                     "python -m pytest -q -p no:cacheprovider -k contract"]),
+                          scratch)
     assert done.returncode == 0, done.stdout[-4000:]
     assert "kdbench: wrote my-kd/ (kdbench-my-kd: method 'my-kd')" in done.stdout
     assert re.search(r"\b1 passed, 1 deselected\b", done.stdout), done.stdout[-2000:]
@@ -128,7 +142,8 @@ def test_kdbench_new_method_installs_and_passes_the_conformance_kit(fresh: Fresh
 def test_kdbench_new_method_runs_word_for_word(fresh: Fresh) -> None:
     scratch = fresh.root / "new-full"
     scratch.mkdir()
-    done = fresh.bash(block(GUIDES / "README.md", "new"), scratch)
+    with installed(fresh, "kdbench-my-kd"):
+        done = fresh.bash(block(GUIDES / "README.md", "new"), scratch)
     assert done.returncode == 0, done.stdout[-4000:]
     assert "2 passed" in done.stdout
     assert "my-kd-smoke:" in done.stdout and "SMOKE TEST" in done.stdout
