@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kdbench import __version__, executors, interrupts, leaderboard
+from kdbench import __version__, executors, interrupts, leaderboard, scaffold
 from kdbench.errors import KdbenchError
 from kdbench.plugins import Plugins
 from kdbench.progress import Progress
@@ -176,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--tracking-uri", metavar="URI")
     ui.add_argument("--port", type=int, default=5000)
+    scaffold.add_command(sub, [common])
     return top
 
 
@@ -745,7 +746,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "tune": cmd_tune, "check-recipe": cmd_check_recipe,
             "leaderboard": cmd_leaderboard, "compare": cmd_compare, "plugins": cmd_plugins,
-            "ui": cmd_ui}
+            "ui": cmd_ui, "new": scaffold.cmd_new}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ What is checked, per kind:
   labels in ``[0, num_classes)``, and non-empty train and test splits.
 - **methods**, on each built-in model pair the method accepts (``check`` does not raise
   :class:`~kdbench.errors.Incompatible`): the loss, and each warm-up stage's, is a dict of
-  finite floating-point scalars; gradients reach the student and the method's own modules
+  finite floating-point scalars; a method that declares no teacher (``teacher_needs``
+  left at its default) does not read one; gradients reach the student and the method's own modules
   and never a frozen teacher; a few optimiser steps on one batch lower the loss; the same
   seed gives the same numbers. A method must accept at least one pair.
 - **metrics**: the factory's metric returns a finite float on random outputs (logits, a
@@ -33,6 +34,7 @@ import dataclasses
 import math
 import tempfile
 import tomllib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from kdbench import tomlwrite
-from kdbench.contract import BrokenMethod, check_terms
+from kdbench.contract import BrokenMethod, check_teacher_declared, check_terms
 from kdbench.data import DataInfo, Dataset
 from kdbench.errors import Incompatible, KdbenchError
 from kdbench.metrics import Database, Outputs
@@ -148,7 +150,11 @@ def _mlflow_roundtrip(who: str, params: dict[str, str], tracking_uri: str | None
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
-    with tempfile.TemporaryDirectory(prefix="kdbench-conformance-") as tmp:
+    # MLflow's own deprecation warnings (SQLAlchemy's, from its store) are not the plugin's:
+    # they would fill the plugin author's test report.
+    with tempfile.TemporaryDirectory(prefix="kdbench-conformance-") as tmp, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         client = MlflowClient(tracking_uri or f"sqlite:///{Path(tmp) / 'mlflow.db'}")
         experiment = client.get_experiment_by_name("kdbench-conformance")
         experiment_id = experiment.experiment_id if experiment is not None else \
@@ -363,6 +369,13 @@ def _method_on(entry: Entry, pair: Pair, params: dict[str, Any] | None, plugins:
     s_shapes = shapes(student, x)
     t_shapes = shapes(teacher, x) if teacher is not None else None
     method.check(s_shapes, t_shapes)
+    if teacher is None:
+        # The default teacher_needs (none) hands the loss t = None: one that reads it anyway
+        # would fail every run on its first step.
+        try:
+            check_teacher_declared(method, student, x, y, s_shapes, None, info, who)
+        except BrokenMethod as error:
+            raise Nonconformance(str(error)) from None
     extra = method.build(s_shapes, t_shapes, info)
     s_tap = Tapped(student, method.needs)
     t_tap = Tapped(teacher, method.teacher_taps()) if teacher is not None else None

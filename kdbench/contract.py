@@ -13,13 +13,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from kdbench.errors import Diverged, KdbenchError
-from kdbench.taps import Taps
+from kdbench.taps import TAP_NAMES, Tapped, Taps, TapShapes
+
+if TYPE_CHECKING:
+    from kdbench.data import DataInfo
+    from kdbench.method import Method
 
 EXPECTED = "a dict of named scalar tensors, e.g. {'ce': ..., 'kd': ...}"
 
@@ -130,6 +134,69 @@ def gradient_sum(parameters: Iterable[torch.nn.Parameter]) -> Tensor | None:
     """
     sums = [p.grad.sum(dtype=torch.float64) for p in parameters if p.grad is not None]
     return torch.stack(sums).sum() if sums else None
+
+
+def absent_teacher_tap(error: BaseException) -> str | None:
+    """The tap a loss read from ``t = None``, or ``None`` when ``error`` is anything else.
+
+    ``t`` is ``None`` exactly when a method declares no teacher taps: ``teacher_needs``
+    defaults to the empty set (the baseline's "no teacher"), so a method that reads
+    ``t.logits`` without setting it fails on its first step with an ``AttributeError`` on
+    ``None``, which this recognises by its ``name`` and ``obj``.
+    """
+    if isinstance(error, AttributeError) and error.obj is None and error.name in TAP_NAMES:
+        return error.name
+    return None
+
+
+def undeclared_teacher(who: str, tap: str) -> BrokenMethod:
+    """The error for a loss that reads the teacher's ``tap`` while declaring no teacher."""
+    return BrokenMethod(
+        f"{who} reads the teacher's {tap!r} tap (t.{tap}) but declares no teacher: "
+        "Method.teacher_needs defaults to an empty set (no teacher), so its loss gets t = None; "
+        "set teacher_needs = None (the same taps as `needs`) or the taps it reads, e.g. "
+        f"teacher_needs = frozenset({{{tap!r}}})")
+
+
+def check_teacher_declared(method: Method, student: torch.nn.Module, x: Tensor, y: Tensor,
+                           student_shapes: TapShapes, teacher_shapes: TapShapes | None,
+                           info: DataInfo, who: str) -> None:
+    """Raise :func:`undeclared_teacher` if ``method`` declares no teacher and its loss (or a
+    warm-up stage that trains the student) reads one.
+
+    Called at planning time for such methods only (a method that declares teacher taps gets
+    them): the loss runs once on the batch ``x``, ``y`` with ``t = None``, as the loop would
+    call it. Any other failure is left to the run, which reports it in full."""
+    if method.uses_teacher() or method.trains_teacher:
+        return
+    was_training = student.training
+    student.eval()
+    tapped = None
+    try:
+        with torch.no_grad():
+            try:
+                tapped = Tapped(student, method.needs)
+                method.build(student_shapes, teacher_shapes, info)
+                method.start_epoch(0, 1)
+                s = tapped(x)
+                losses = [method.loss, *(stage.loss for stage in method.stages()
+                                         if stage.trains_student)]
+            except Exception:  # the run itself reports a method that fails to build
+                return
+            idx = torch.arange(len(y), device=y.device)
+            for loss in losses:
+                try:
+                    loss(s, None, y, idx)
+                except AttributeError as error:
+                    tap = absent_teacher_tap(error)
+                    if tap is not None:
+                        raise undeclared_teacher(who, tap) from None
+                except Exception:  # any other failure: the run reports it in full
+                    pass
+    finally:
+        if tapped is not None:
+            tapped.remove()
+        student.train(was_training)
 
 
 def outputs_sum(outputs: Iterable[Taps | None]) -> Tensor | None:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kdbench import identity, train
+from kdbench import contract, identity, train
 from kdbench.accel import Accel
 from kdbench.claims import Claims
 from kdbench.errors import Incompatible, KdbenchError
@@ -206,7 +206,8 @@ def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, teacher_job: J
     ref = teacher_job.teacher
     data = train.dataset(spec.dataset, str(cache_dir))
     sample = data.inputs(data.x_train[:2])
-    student = shapes(train.build_model(spec.student, data), sample)
+    student_model = train.build_model(spec.student, data)
+    student = shapes(student_model, sample)
     provider_entry = plugins.entry("teachers", ref.provider)
     model = train.build_model(ref.model, data) if ref.model else None
     if model is None and getattr(provider_entry.factory, "needs_data", False):
@@ -238,6 +239,10 @@ def _check_methods(spec: Spec, plugins: Plugins, cache_dir: Path, teacher_job: J
             train.main_recipe(method, spec.recipe)
         except Incompatible as error:
             raise Incompatible(f"[methods.{row.label}] {row.method}: {error}") from None
+        # A loss that reads `t` while the method declares no teacher would fail every run
+        # on its first step: refused here, in one line that says which attribute to set.
+        contract.check_teacher_declared(method, student_model, sample, data.y_train[:2], student,
+                                        teacher, data.info, f"[methods.{row.label}] {row.method}")
 
 
 def _provider(spec: Spec, plugins: Plugins) -> Any:
