@@ -75,6 +75,7 @@ VIEW = "mlflow.sharedViewState."
 """Prefix of an experiment tag holding a view of its runs table (filter, sort, columns)
 that a URL opens with ``viewStateShareKey``."""
 RUNS_VIEW = "kdbench-runs"
+BOARD_TABLE = "leaderboard-table.json"
 
 
 def owner() -> str:
@@ -172,7 +173,7 @@ class Tracker:
         """The leaderboard on its sweep's run, for the UI: per row ``<row>.mean``, ``.std``,
         ``.delta``, ``.delta_lo``, ``.delta_hi``, ``.p_holm``, ``.rank`` (the board's units)
         and the tag ``kdbench.verdict.<row>``; the table as the MLflow table
-        ``leaderboard-table.json``; the board in markdown (its table, lines and notes) as
+        ``leaderboard-table.json`` (the terminal's); the board in markdown (its table, lines and notes) as
         the run's description."""
         from mlflow.entities import Metric, RunTag
 
@@ -182,9 +183,6 @@ class Tracker:
             "teacher.mean": board["teacher"]["value"], "baseline.mean": board["baseline"]["mean"],
             "baseline.std": board["baseline"]["std"], "baseline.train": board["baseline"]["train"]}
         tags = {TAG + "unit": board.get("unit", "percent")}
-        table: dict[str, list[Any]] = {k: [] for k in (
-            "rank", "method", "mean", "std", "delta", "delta_lo", "delta_hi", "p_holm",
-            "verdict", "seeds")}
         for rank, row in enumerate(board["rows"], 1):
             key = metric_key(row["method"])
             lo, hi = row.get("delta_ci95") or (None, None)
@@ -193,18 +191,15 @@ class Tracker:
                       "rank": float(rank)}
             metrics.update({f"{key}.{k}": v for k, v in values.items()})
             tags[f"{TAG}verdict.{key}"] = row.get("verdict") or "–"
-            for column, value in {**values, "rank": rank, "method": row["method"],
-                                  "verdict": row.get("verdict") or "",
-                                  "seeds": len(row["values"])}.items():
-                table[column].append(value)
         tags[NOTE] = leaderboard.markdown(board, statistics=False)[:5000]
         now = int(time.time() * 1000)
         _retry(self.client.log_batch, sweep_id,
                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()
                         if v is not None],
                tags=[RunTag(k, v) for k, v in tags.items()])
-        if board["rows"]:
-            _retry(self.client.log_table, sweep_id, table, "leaderboard-table.json")
+        header, lines = leaderboard.compact(board)  # the terminal's table, cell for cell
+        _retry(self.client.log_table, sweep_id, {h: [line[i] for line in lines]
+                                                 for i, h in enumerate(header)}, BOARD_TABLE)
 
     @_whole
     def start_sweep(self, experiment_id: str, spec: Spec, options: dict[str, Any]) -> str:
@@ -583,8 +578,9 @@ def in_percent(key: str, metrics: tuple[str, ...]) -> bool:
 
 
 def _shown(value: float, percent: bool) -> float:
-    """``value`` as MLflow shows it: in percent (rounded to 1e-6 points) when ``percent``."""
-    return round(100.0 * value, 6) if percent and math.isfinite(value) else value
+    """``value`` as MLflow shows it: in percent, to 1e-4 points, when ``percent`` (the exact
+    fraction is logged beside it)."""
+    return round(100.0 * value, 4) if percent and math.isfinite(value) else value
 
 
 def metric_key(label: str) -> str:
@@ -600,20 +596,21 @@ def runs_view(metric: str) -> str:
     validation and train) as columns."""
     columns = [*(f"params.`{p}`" for p in ("row", "role", "method", "seed")),
                *(f"metrics.`{m}`" for m in (metric, f"{REPORTED}val.{metric}",
-                                             f"train.{metric}", "epoch"))]
+                                             f"train.{metric}")), "attributes.`Duration`"]
     return json.dumps({"searchFilter": f"tags.`{TAG}role` != 'sweep'",
                        "orderByKey": "params.`row`", "orderByAsc": True,
-                       "selectedColumns": columns})
+                       "selectedColumns": columns, "columnOrder": columns})
 
 
-def view_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
-    """The UI's address of an experiment's runs table in model-training mode, opened on
-    :data:`RUNS_VIEW`; of one run's page with ``run_id``."""
-    base = base.rstrip("/")
-    if run_id:
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
-    return (f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-            f"&viewStateShareKey={RUNS_VIEW}")
+def view_url(base: str, experiment_id: str, run_id: str | None = None,
+             artifact: str | None = None) -> str:
+    """The UI's address, in model-training mode, of an experiment's runs table opened on
+    :data:`RUNS_VIEW`; with ``run_id``, of that run's page, or of one of its artifacts."""
+    base = base.rstrip("/") + f"/#/experiments/{experiment_id}/runs"
+    mode = "workflowType=machine_learning"
+    if run_id is None:
+        return f"{base}?{mode}&viewStateShareKey={RUNS_VIEW}"
+    return f"{base}/{run_id}{f'/artifacts/{artifact}' if artifact else ''}?{mode}"
 
 
 def _ms(seconds: float) -> int | None:

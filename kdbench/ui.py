@@ -40,6 +40,8 @@ class Target:
     name: str
     experiment_id: str
     sweep_id: str | None
+    board: str | None = None
+    """The leaderboard page among the sweep's artifacts (``<benchmark>.html``)."""
 
 
 def serve(uri: str | None, benchmark: str | None, port: int) -> int:
@@ -87,8 +89,9 @@ def free_port(port: int) -> int:
 def start(uri: str, port: int, log: Path) -> subprocess.Popen:
     """``mlflow server`` for ``uri`` on ``port``, in its own process group, its output in
     ``log``."""
+    # Telemetry would try the network on the way out, and delay every stop.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "PYTHONWARNINGS": "ignore"}
+           "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
                "--host", HOST, "--port", str(port), "--workers", "1",
                "--uvicorn-opts", "--log-level warning"]
@@ -146,7 +149,8 @@ def find(uri: str, benchmark: str | None) -> Target | None:
         ids = [found.experiment_id]
     else:
         ids = [e.experiment_id for e in client.search_experiments()]
-    sweeps = client.search_runs(ids, f"tags.`{tracking.TAG}role` = 'sweep'", max_results=1,
+    sweeps = client.search_runs(ids, f"tags.`{tracking.TAG}role` = 'sweep' and "
+                                "attributes.status = 'FINISHED'", max_results=1,
                                 order_by=["attributes.start_time DESC"]) if ids else []
     if benchmark is None and not sweeps:
         return None
@@ -158,8 +162,13 @@ def find(uri: str, benchmark: str | None) -> Target | None:
     for key, value in wanted.items():
         if key not in experiment.tags:
             client.set_experiment_tag(experiment.experiment_id, key, value)
+    board = None
+    if sweeps:
+        pages = [a.path for a in client.list_artifacts(sweeps[0].info.run_id)
+                 if a.path.endswith(".html")]
+        board = pages[0] if pages else None
     return Target(experiment.name, experiment.experiment_id,
-                  sweeps[0].info.run_id if sweeps else None)
+                  sweeps[0].info.run_id if sweeps else None, board)
 
 
 def experiment_name(benchmark: str) -> str:
@@ -187,7 +196,7 @@ def _print_addresses(uri: str, base: str, target: Target | None, log: Path | Non
     print(f"  runs of {target.name}: {tracking.view_url(base, target.experiment_id)}")
     if target.sweep_id:
         print(f"  its latest leaderboard: "
-              f"{tracking.view_url(base, target.experiment_id, target.sweep_id)}")
+              f"{tracking.view_url(base, target.experiment_id, target.sweep_id, target.board)}")
     sys.stdout.flush()
 
 
