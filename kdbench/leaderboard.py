@@ -223,7 +223,7 @@ def _check_warnings(check: dict[str, Any] | None) -> list[str]:
     still climbing: the board then compares methods with an under-trained student."""
     if not check or check.get("verdict") != "still climbing":
         return []
-    return [f"kdbench check-recipe found the baseline still climbing: {check['message']}"]
+    return [f"kdbench check-recipe found the baseline {check['message']}"]
 
 
 def recipe_line(board: dict[str, Any]) -> str:

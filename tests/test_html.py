@@ -16,12 +16,13 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 BOARD = {
     "benchmark": "demo", "metric": "top1", "higher_is_better": True, "primary_test": "paired_t",
-    "correction": "holm", "alpha": 0.05, "teacher": {"name": "cnn1d", "value": 0.94},
-    "baseline": {"seeds": [0, 1, 2], "values": [0.70, 0.72, 0.71], "mean": 0.71, "std": 0.01,
-                 "ci95": [0.685, 0.735]},
+    "correction": "holm", "alpha": 0.05, "teacher": {"name": "cnn1d", "value": 94.0},
+    "unit": "percent",
+    "baseline": {"seeds": [0, 1, 2], "values": [70.0, 72.0, 71.0], "mean": 71.0, "std": 1.0,
+                 "ci95": [68.5, 73.5]},
     "rows": [{"method": "kd", "uses": "kd", "params": {"T": 4.0}, "seeds": [0, 1, 2],
-              "values": [0.75, 0.77, 0.76], "mean": 0.76, "std": 0.01, "ci95": [0.735, 0.785],
-              "delta": 0.05, "delta_ci95": [0.04, 0.06], "verdict": "better", "p_holm": 0.001}],
+              "values": [75.0, 77.0, 76.0], "mean": 76.0, "std": 1.0, "ci95": [73.5, 78.5],
+              "delta": 5.0, "delta_ci95": [4.0, 6.0], "verdict": "better", "p_holm": 0.001}],
     "failed": [],
 }
 
