@@ -472,7 +472,7 @@ def markdown(board: dict[str, Any], statistics: bool = True) -> str:
     text += [""] if headline(board) else []
     for line in context(board):
         text += [_sentence(line), ""]
-    text += [f"**Warning:** {_sentence(w)}" for w in board.get("warnings", [])]
+    text += [f"**Warning:** {w}." for w in board.get("warnings", [])]
     text += [""] if board.get("warnings") else []
     text += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     text += ["| " + " | ".join(v.replace("|", "\\|") for v in line) + " |" for line in lines]
