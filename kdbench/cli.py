@@ -173,9 +173,12 @@ def parser() -> argparse.ArgumentParser:
                         "(default auto: where the student is small)")
     recipe.add_argument("--data-root", type=Path, metavar="DIR", help=DATA_ROOT_HELP)
     sub.add_parser("plugins", parents=[common], help="list plugins and what they registered")
-    ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1")
+    ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on 127.0.0.1, "
+                        "opened on a benchmark's runs")
+    ui.add_argument("benchmark", nargs="?", help="a benchmark name or .toml path (default: "
+                    "the one of the newest sweep in the store)")
     ui.add_argument("--tracking-uri", metavar="URI")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=5000, help="default 5000; 0: any free port")
     scaffold.add_command(sub, [common])
     return top
 
@@ -431,8 +434,14 @@ def publish(session: Session, planned: Any, train: Any, higher: bool, args: argp
             tracker.end_sweep(sweep_id, status)
             if args.debug:
                 _print_tracebacks(planned.runs, planned.results)
-    board = leaderboard.build(sweep, results, higher_is_better=higher, options=options)
+    from kdbench import convergence
+
+    board = leaderboard.build(sweep, results, higher_is_better=higher, options=options,
+                              recipe_check=convergence.recorded(
+                                  session.spec, session.plugins, tracker, session.cache,
+                                  session.device))
     paths = [*leaderboard.write(board, args.out), *extra]
+    tracker.log_board(sweep_id, board)
     for path in paths:
         tracker.log_artifact(sweep_id, path)
     tracker.end_sweep(sweep_id, "FINISHED")
@@ -681,8 +690,12 @@ def stored_board(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path | N
     if not any(r.role != "teacher" and r.fingerprint in results for r in sweep.runs):
         raise KdbenchError(f"no finished runs of benchmark {spec.name!r} in {tracker.uri}: "
                            f"run `kdbench run {name}` first")
+    from kdbench import convergence
+
     board = leaderboard.build(sweep, results, higher_is_better=plugins.higher_is_better(spec.metric),
-                              options=options or leaderboard.Options())
+                              options=options or leaderboard.Options(),
+                              recipe_check=convergence.recorded(
+                                  spec, plugins, tracker, cache_dir or default_cache(), device))
     return sweep, results, board
 
 
@@ -734,14 +747,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from kdbench.tracking import resolve_uri
+    from kdbench import ui
 
-    uri = resolve_uri(args.tracking_uri)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
-    os.execv(sys.executable, command)
-    return 0
+    return ui.serve(args.tracking_uri, args.benchmark, args.port)
 
 
 COMMANDS = {"run": cmd_run, "tune": cmd_tune, "check-recipe": cmd_check_recipe,

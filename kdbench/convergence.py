@@ -340,3 +340,51 @@ def line(run: Run, result: RunResult) -> str:
         return f"{run.describe()}: FAILED: {result.error}"
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k.startswith("val."))
     return f"{run.describe()}: {shown} ({result.seconds:.1f} s)"
+
+
+def recorded(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path, device: str
+             ) -> dict[str, Any] | None:
+    """The latest ``kdbench check-recipe`` verdict of ``spec``'s recipe in ``tracker``'s
+    store, as the leaderboard states it (``recipe_check`` of :mod:`kdbench.leaderboard`):
+    ``{"verdict": "not checked", ...}`` when the store holds none for this recipe.
+
+    The check's sweeps are read newest first; each is planned again with its budgets and
+    seeds from this spec, and the first whose every run is FINISHED in the store is judged
+    as :func:`check` would judge it. A run's fingerprint covers the recipe, the student, the
+    data, the protocol and the code, so a check of another recipe (or other code) never
+    matches. ``None`` for a smoke board, which states no recipe."""
+    if spec.protocol.smoke:
+        return None
+    name = experiment_name(spec)
+    unchecked = {"verdict": "not checked", "experiment": name}
+    experiment = tracker.experiment(replace(spec, name=name), create=False)
+    if experiment is None:
+        return unchecked
+    keys = (f"val.{spec.metric}", f"train.{spec.metric}")
+    tried: set[tuple[tuple[float, ...], int]] = set()
+    for params in tracker.finished_sweeps(experiment):
+        try:
+            setting = parse_budgets(params.get("budgets", "")), int(params.get("check_seeds", ""))
+        except (KdbenchError, ValueError):
+            continue
+        if setting in tried:
+            continue
+        tried.add(setting)
+        try:
+            planned = plan(spec, plugins, cache_dir, device, *setting)
+        except KdbenchError:
+            return unchecked  # this benchmark cannot be checked (its metric needs a teacher)
+        results = tracker.finished(experiment, {p.run.fingerprint for p in planned}, keys)
+        if len(results) < len(planned):
+            continue
+        higher = plugins.higher_is_better(spec.metric)
+        budgets = collect(spec, planned, results)
+        gains, verdict, message, _ = judge(budgets, higher)
+        first = next(b for b in budgets if b.factor > 1)
+        gain = next(g for g in gains if g.factor == first.factor)
+        finite = math.isfinite(gain.ci95[0])
+        return {**unchecked, "verdict": verdict, "budget": first.label, "epochs": first.epochs,
+                "gain": round(gain.mean, 6), "seeds": gain.seeds,
+                "ci95": [round(c, 6) for c in gain.ci95] if finite else None,
+                "message": message}
+    return unchecked

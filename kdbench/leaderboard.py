@@ -3,6 +3,7 @@
 The JSON file is the machine-readable contract::
 
     {"benchmark": str, "metric": str, "higher_is_better": bool,
+     "unit": "percent",   # every value of the metric (and every difference of two) below
      "primary_test": str, "correction": str, "alpha": float,
      "family": int,   # comparisons the correction runs over
      "benchmark_family": int,   # rows of the benchmark file
@@ -18,6 +19,12 @@ The JSON file is the machine-readable contract::
                   "val_gain": float},   # mean val.gain: its validation metric's rise over
                                         # the last quarter of its epochs (train.validation_gain)
      "warnings": [str],   # e.g. the baseline is still climbing (see CLIMBING)
+     "recipe_check": {"verdict": "not checked" | "converged" | "still climbing"
+                                 | "undecided" | "failed",
+                      "experiment": str,   # where kdbench check-recipe logged it
+                      # the rest only when checked: the first longer budget against ×1
+                      "budget": str, "epochs": int, "gain": float, "ci95": [lo, hi],
+                      "seeds": int, "message": str} | null,   # null: not looked up
      "tuning": str,   # "tuned, 20 trials each on 2 seeds (validation)" or PAPER_DEFAULTS
      "tuned": bool,   # a tuned board's files are <benchmark>-tuned.*
      "rows": [{"method": str, "uses": str, "params": {...},
@@ -32,11 +39,16 @@ The JSON file is the machine-readable contract::
      "published": {"source": str, "note": str, "teacher": float, "baseline": float}}
                      # only with a [published] table; each row then has "published" too
 
-A ``published`` value is the number the benchmark's source reports for that row (as a
-fraction, like ``mean``), shown beside the measured mean; ``null`` where it reports none.
+A ``published`` value is the number the benchmark's source reports for that row (in
+percent, like ``mean``), shown beside the measured mean; ``null`` where it reports none.
 
 ``values[i]`` is the final metric of seed ``seeds[i]`` (on the test split, for the
 weights of the epoch the protocol reports); rows are ranked by mean.
+
+**One unit everywhere.** The runs report fractions (0.953); every board, in every format
+(terminal, markdown, CSV, JSON, HTML, the plot) and the progress lines, states the metric
+in percent (95.3) and its differences (``delta``, ``val_gain``, the recipe check's gain)
+in percent points. The p-values, ``hedges_g`` and ``prob_improvement`` have no unit.
 """
 
 from __future__ import annotations
@@ -77,8 +89,11 @@ class Options:
 
 
 def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = True,
-          options: Options = Options()) -> dict[str, Any]:
-    """The leaderboard of ``sweep`` from ``results`` (by fingerprint), as the JSON contract."""
+          options: Options = Options(), recipe_check: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
+    """The leaderboard of ``sweep`` from ``results`` (by fingerprint), as the JSON contract,
+    in percent. ``recipe_check`` is the latest ``kdbench check-recipe`` verdict of the
+    benchmark's recipe (:func:`kdbench.convergence.recorded`); ``None`` leaves it unsaid."""
     spec = sweep.spec
     metric = spec.metric
     samples: dict[str, tuple[list[int], list[float]]] = {}
@@ -112,23 +127,25 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
         "benchmark": spec.name,
         "metric": metric,
         "higher_is_better": higher_is_better,
+        "unit": "percent",
         "primary_test": "paired_t",
         "correction": options.correction,
         "alpha": options.alpha,
         "family": options.family if options.family is not None
         else max(spec.family, len(spec.methods)),
         "benchmark_family": max(spec.family, len(spec.methods)),
-        "teacher": {"name": _teacher_name(sweep), "value": _num(teacher_value),
+        "teacher": {"name": _teacher_name(sweep), "value": _pc(teacher_value),
                     "kind": sweep.teacher_kind or _teacher_name(sweep)},
-        "baseline": {"seeds": base_seeds, "values": base_values,
-                     "mean": _num(base.mean if base else None),
-                     "std": _num(base.std if base else None),
-                     "ci95": _pair(base.ci95 if base else None),
-                     "train": _num(base_train), "val_gain": _num(base_gain)},
+        "baseline": {"seeds": base_seeds, "values": [_pc(v) for v in base_values],
+                     "mean": _pc(base.mean if base else None),
+                     "std": _pc(base.std if base else None),
+                     "ci95": _pc_pair(base.ci95 if base else None),
+                     "train": _pc(base_train), "val_gain": _pc(base_gain)},
         "protocol": _protocol(sweep),
         "tuning": spec.tuning or PAPER_DEFAULTS, "tuned": bool(spec.tuning),
         "warnings": _warnings(metric, higher_is_better, base_train, base_gain,
-                              spec.recipe.epochs),
+                              spec.recipe.epochs) + _check_warnings(recipe_check),
+        "recipe_check": recipe_check,
         "rows": [],
         "failed": failed,
         "smoke": spec.protocol.smoke,
@@ -136,8 +153,8 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
     published = spec.published
     if published is not None:
         board["published"] = {"source": published.source, "note": published.note,
-                              "teacher": published.values.get("teacher"),
-                              "baseline": published.values.get("baseline")}
+                              "teacher": _pc(published.values.get("teacher")),
+                              "baseline": _pc(published.values.get("baseline"))}
     rows = {m.label: m for m in spec.methods}
     method_samples = {label: stats.Sample(*samples[label]) for label in rows if label in samples}
     comparisons = stats.compare(stats.Sample(base_seeds, base_values), method_samples,
@@ -148,16 +165,16 @@ def build(sweep: Sweep, results: dict[str, RunResult], higher_is_better: bool = 
     for label, sample in method_samples.items():
         row: dict[str, Any] = {"method": label, "uses": rows[label].method,
                                "params": rows[label].params, "grid": rows[label].grid,
-                               **({"published": published.values.get(label)}
+                               **({"published": _pc(published.values.get(label))}
                                   if published is not None else {}),
                                "seeds": sample.seeds,
-                               "values": sample.values}
+                               "values": [_pc(v) for v in sample.values]}
         c = comparisons.get(label)
         summary = c.summary if c else stats.summarize(sample.values)
-        row.update(mean=_num(summary.mean), std=_num(summary.std), ci95=_pair(summary.ci95))
+        row.update(mean=_pc(summary.mean), std=_pc(summary.std), ci95=_pc_pair(summary.ci95))
         if c is not None:
             row.update(
-                delta=_num(c.delta), delta_ci95=_pair(c.delta_ci95),
+                delta=_pc(c.delta), delta_ci95=_pc_pair(c.delta_ci95),
                 p={k: _num(v) for k, v in c.p.items()}, primary=c.primary,
                 p_holm=_num(c.p_holm), hedges_g=_num(c.hedges_g),
                 prob_improvement=_num(c.prob_improvement), verdict=c.verdict,
@@ -195,10 +212,37 @@ def _warnings(metric: str, higher_is_better: bool, train_value: float | None,
               gain: float | None, epochs: int) -> list[str]:
     if gain is None or (gain if higher_is_better else -gain) <= CLIMBING:
         return []
-    trained = f"; train {metric} {_pct(train_value)}%" if train_value is not None else ""
+    trained = f"; train {metric} {100 * train_value:.2f}%" if train_value is not None else ""
     return [f"the baseline is still climbing (validation {metric} {100 * gain:+.1f} points "
             f"over the last quarter of its {epochs} epochs{trained}): lengthen [recipe] epochs "
             "(see kdbench check-recipe)"]
+
+
+def _check_warnings(check: dict[str, Any] | None) -> list[str]:
+    """A warning when the latest ``kdbench check-recipe`` of this recipe found the baseline
+    still climbing: the board then compares methods with an under-trained student."""
+    if not check or check.get("verdict") != "still climbing":
+        return []
+    return [f"kdbench check-recipe found the baseline {check['message']}"]
+
+
+def recipe_line(board: dict[str, Any]) -> str:
+    """What the board knows of its recipe's convergence, from ``kdbench check-recipe``:
+    ``recipe checked: converged (×2 = 240 epochs: +0.21 points on validation, 95% CI -0.30
+    to +0.72) at 10 seeds``, or ``recipe not checked: ...``; empty when not looked up."""
+    check = board.get("recipe_check")
+    if not check:
+        return ""
+    if check["verdict"] == "not checked":
+        return (f"recipe not checked: `kdbench check-recipe {board['benchmark']}` trains the "
+                "baseline longer and says whether it has converged")
+    if check["verdict"] == "failed":
+        return f"recipe check failed: {check['message']}"
+    lo, hi = check.get("ci95") or (None, None)
+    interval = f", 95% CI {lo:+.2f} to {hi:+.2f}" if lo is not None and hi is not None else ""
+    return (f"recipe checked: {check['verdict']} ({check['budget']} = {check['epochs']} "
+            f"epochs: {check['gain']:+.2f} points on validation{interval}) at "
+            f"{check['seeds']} seeds")
 
 
 def protocol_line(board: dict[str, Any]) -> str:
@@ -215,7 +259,7 @@ def protocol_line(board: dict[str, Any]) -> str:
             f"{p['test']}")
     train_value = (board.get("baseline") or {}).get("train")
     if train_value is not None:
-        line += f"; baseline train {board['metric']} {_pct(train_value)}%"
+        line += f"; baseline train {board['metric']} {train_value:.2f}%"
     return line
 
 
@@ -234,16 +278,31 @@ def _pair(values: tuple[float, float] | None) -> list[float | None] | None:
     return None if values is None else [_num(v) for v in values]
 
 
+def _pc(fraction: float | None) -> float | None:
+    """A fraction in percent (a difference of two in percent points), rounded to 1e-6
+    points so that 0.953 reads 95.3, not 95.30000000000001."""
+    value = _num(fraction)
+    return None if value is None else round(100.0 * value, 6)
+
+
+def _pc_pair(values: tuple[float, float] | None) -> list[float | None] | None:
+    return None if values is None else [_pc(v) for v in values]
+
+
 # Rendering ----------------------------------------------------------------------
+# Every format shows the same numbers in the same unit: the board's (percent, and percent
+# points for differences), two decimals where people read them, more in the CSV.
 
 COLUMNS = ["rank", "method", "mean", "std", "ci95", "delta", "delta_ci95", "p_paired_t",
            "p_wilcoxon", "p_welch", "p_mannwhitney", "p_holm", "hedges_g",
            "prob_improvement", "verdict", "seeds", "seeds_needed"]
+SIGNED = {"delta", "delta_ci95"}
+UNITLESS = {"hedges_g", "prob_improvement"}
 
 
 def columns(board: dict[str, Any]) -> list[str]:
-    """The table's columns: :data:`COLUMNS`, with ``published`` after ``mean`` when the
-    benchmark records published numbers."""
+    """The full table's columns: :data:`COLUMNS`, with ``published`` after ``mean`` when
+    the benchmark records published numbers."""
     if "published" not in board:
         return COLUMNS
     at = COLUMNS.index("mean") + 1
@@ -264,6 +323,31 @@ def headline(board: dict[str, Any]) -> list[str]:
     return lines
 
 
+def context(board: dict[str, Any]) -> list[str]:
+    """The lines every format prints between the title and the table: settings, teacher,
+    protocol (with the baseline's train accuracy) and the recipe check."""
+    lines = [f"settings: {board['tuning']}"] if "tuning" in board else []
+    lines += [f"teacher: {board['teacher']['kind']}"] if board["teacher"].get("kind") else []
+    return lines + [line for line in (protocol_line(board), recipe_line(board)) if line]
+
+
+def title(board: dict[str, Any]) -> str:
+    return (f"{board['benchmark']}: {board['metric']} (%), {len(board['baseline']['values'])} "
+            f"seeds, primary test {board['primary_test']}, {family_line(board)}, "
+            f"α = {board['alpha']}")
+
+
+def notes(board: dict[str, Any]) -> list[str]:
+    """One line per distinct note (with many methods and few seeds they often say the
+    same): ``"kd, at: with 3 seeds the test can never win"``."""
+    grouped: dict[str, list[str]] = {}
+    for r in board["rows"]:
+        if r.get("note"):
+            grouped.setdefault(r["note"], []).append(r["method"])
+    return [f"{'every method' if len(methods) == len(board['rows']) > 1 else ', '.join(methods)}"
+            f": {note}" for note, methods in grouped.items()]
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
@@ -274,10 +358,27 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _pct(value: float | None, signed: bool = False) -> str:
+def _points(value: float | None, signed: bool = False) -> str:
+    """A value in the board's unit (percent, or points), as people read it: ``95.32``."""
     if value is None:
         return "–"
-    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def cell(column: str, value: Any) -> str:
+    """A value of the full table as people read it: the metric and its differences with two
+    decimals, p-values with three significant digits."""
+    if value is None or value == "":
+        return "–" if value is None else ""
+    if column.startswith("p_"):
+        return f"{value:.3g}"
+    if column in UNITLESS:
+        return f"{value:.2f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_points(v, column in SIGNED) for v in value) + "]"
+    if isinstance(value, float):
+        return _points(value, column in SIGNED)
+    return str(value)
 
 
 def table_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
@@ -302,51 +403,45 @@ def table_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def terminal(board: dict[str, Any]) -> str:
-    """A compact table for people: metric in percent points, verdict beside every row."""
+def compact(board: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The table people read first, the same in the terminal, markdown and HTML: header and
+    rows of ``#, method, mean ± std, [published,] Δ [95% CI], p, verdict, seeds``."""
     base = board["baseline"]
-    header = ["#", "method", f"{board['metric']} mean ± std", "Δ vs baseline [95% CI]",
+    header = ["#", "method", f"{board['metric']} (%) mean ± std", "Δ vs baseline [95% CI]",
               "p (Holm)" if board["correction"] == "holm" else "p (BH)", "verdict", "seeds"]
-    lines = [["", "teacher", _pct(board["teacher"]["value"]), "", "", "", "1"],
-             ["", "baseline", f"{_pct(base['mean'])} ± {_pct(base['std'])}", "", "",
+    lines = [["", "teacher", _points(board["teacher"]["value"]), "", "", "", "1"],
+             ["", "baseline", f"{_points(base['mean'])} ± {_points(base['std'])}", "", "",
               "(reference)", str(len(base["values"]))]]
-    published = board.get("published")
     for i, row in enumerate(board["rows"], 1):
         ci = row.get("delta_ci95") or [None, None]
-        delta = f"{_pct(row.get('delta'), True)} [{_pct(ci[0], True)}, {_pct(ci[1], True)}]" \
-            if row.get("delta") is not None else "–"
+        delta = (f"{_points(row.get('delta'), True)} [{_points(ci[0], True)}, "
+                 f"{_points(ci[1], True)}]") if row.get("delta") is not None else "–"
         p = row.get("p_holm")
-        lines.append([str(i), row["method"], f"{_pct(row['mean'])} ± {_pct(row['std'])}", delta,
-                      "–" if p is None else f"{p:.3g}", row.get("verdict", "–"),
+        lines.append([str(i), row["method"], f"{_points(row['mean'])} ± {_points(row['std'])}",
+                      delta, "–" if p is None else f"{p:.3g}", row.get("verdict", "–"),
                       str(len(row["values"]))])
+    published = board.get("published")
     if published:
         header.insert(3, "published")
         values = [published.get("teacher"), published.get("baseline"),
                   *(r.get("published") for r in board["rows"])]
         for line, value in zip(lines, values, strict=True):
-            line.insert(3, _pct(value))
+            line.insert(3, _points(value))
+    return header, lines
+
+
+def terminal(board: dict[str, Any]) -> str:
+    """A compact table for people: metric in percent, verdict beside every row."""
+    header, lines = compact(board)
     widths = [max(len(str(r[c])) for r in [header, *lines]) for c in range(len(header))]
+
     def fmt(r: list[str]) -> str:
         return "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
-    text = [f"{board['benchmark']}: {board['metric']} (%), {len(base['values'])} seeds, "
-            f"primary test {board['primary_test']}, {family_line(board)}, "
-            f"α = {board['alpha']}"]
-    text += headline(board)
-    text += [f"settings: {board['tuning']}"] if "tuning" in board else []
-    text += [f"teacher: {board['teacher']['kind']}"] if board["teacher"].get("kind") else []
-    text += [line for line in [protocol_line(board)] if line]
+    text = [title(board), *headline(board), *context(board)]
     text += [f"warning: {w}" for w in board.get("warnings", [])]
     text += [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in lines)]
-    # One line per distinct note: with many methods and few seeds they often say the same.
-    notes: dict[str, list[str]] = {}
-    for r in board["rows"]:
-        if r.get("note"):
-            notes.setdefault(r["note"], []).append(r["method"])
-    if notes:
-        text.append("notes:")
-        for note, methods in notes.items():
-            who = "every method" if len(methods) == len(board["rows"]) > 1 else ", ".join(methods)
-            text.append(f"  {who}: {note}")
+    if notes(board):
+        text += ["notes:", *(f"  {line}" for line in notes(board))]
     for f in board["failed"]:
         text.append(f"failed: {f['method']} seed {f['seed']}: {f['error']}")
     return "\n".join(text)
@@ -364,80 +459,106 @@ def family_line(board: dict[str, Any]) -> str:
     return line
 
 
-def markdown(board: dict[str, Any]) -> str:
-    rows = table_rows(board)
-    lines = [f"# {board['benchmark']}", "",
-             f"Metric: `{board['metric']}`; primary test: `{board['primary_test']}`, "
-             f"{family_line(board)}, α = {board['alpha']}.", ""]
-    lines += [f"**{line[0].upper()}{line[1:]}.**" for line in headline(board)]
-    lines += [""] if headline(board) else []
-    if "tuning" in board:
-        lines += [f"Settings: {board['tuning']}.", ""]
-    if board["teacher"].get("kind"):
-        lines += [f"Teacher: {board['teacher']['kind']}.", ""]
-    if protocol_line(board):
-        lines += [protocol_line(board)[0].upper() + protocol_line(board)[1:] + ".", ""]
-    lines += [f"**Warning:** {w}." for w in board.get("warnings", [])]
-    lines += [""] if board.get("warnings") else []
-    cols = columns(board)
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
+def _sentence(line: str) -> str:
+    return line[0].upper() + line[1:] + ("" if line.endswith(".") else ".")
+
+
+def markdown(board: dict[str, Any], statistics: bool = True) -> str:
+    """The terminal's table and lines, then (with ``statistics``) every statistic of every
+    row."""
+    header, lines = compact(board)
+    text = [f"# {board['benchmark']}", "", title(board) + ".", ""]
+    text += [f"**{_sentence(line)}**" for line in headline(board)]
+    text += [""] if headline(board) else []
+    for line in context(board):
+        text += [_sentence(line), ""]
+    text += [f"**Warning:** {w}." for w in board.get("warnings", [])]
+    text += [""] if board.get("warnings") else []
+    text += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    text += ["| " + " | ".join(v.replace("|", "\\|") for v in line) + " |" for line in lines]
+    if notes(board):
+        text += ["", "Notes:", "", *(f"- {line}" for line in notes(board))]
     if board["failed"]:
-        lines += ["", "Failed runs:", ""]
-        lines += [f"- {f['method']} seed {f['seed']}: {f['error']}" for f in board["failed"]]
-    return "\n".join(lines) + "\n"
+        text += ["", "Failed runs:", ""]
+        text += [f"- {f['method']} seed {f['seed']}: {f['error']}" for f in board["failed"]]
+    if not statistics:
+        return "\n".join(text) + "\n"
+    cols = columns(board)
+    text += ["", "## Every statistic", "",
+             f"`{board['metric']}` in percent, `delta` in percent points (see the CSV and JSON "
+             "for more digits).", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    text += ["| " + " | ".join(cell(c, row.get(c)) for c in cols) + " |"
+             for row in table_rows(board)]
+    return "\n".join(text) + "\n"
 
 
 def csv_text(board: dict[str, Any]) -> str:
+    """Every statistic of every row, in percent (``delta``: percent points)."""
     buffer = io.StringIO()
     cols = columns(board)
     writer = csv.DictWriter(buffer, cols, extrasaction="ignore")
     writer.writeheader()
     for row in table_rows(board):
-        writer.writerow({c: _fmt(row.get(c), 6) if row.get(c) is not None else ""
+        writer.writerow({c: "" if row.get(c) is None else
+                         f"{row[c]:.6g}" if c.startswith("p_") else _fmt(row.get(c), 6)
                          for c in cols})
     return buffer.getvalue()
 
 
 def html(board: dict[str, Any], figure_svg: str) -> str:
-    """One self-contained page: the plot (inline SVG) above the full table."""
-    rows = table_rows(board)
-    cols = columns(board)
-    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+    """One self-contained page that fits a laptop screen (1366 px): the lines and table of
+    the terminal, the notes, the plot (inline SVG), then every statistic, scrolling
+    sideways on its own."""
+    header, lines = compact(board)
+    verdict = header.index("verdict")
+    head = "".join(f"<th>{escape(c)}</th>" for c in header)
     body = "".join(
-        "<tr class=\"{}\">{}</tr>".format(
-            escape(str(r.get("verdict") or "")).replace(" ", "-"),
-            "".join(f"<td>{escape(_fmt(r.get(c)))}</td>" for c in cols))
-        for r in rows)
+        "<tr class=\"{}\">{}</tr>".format(escape(line[verdict].replace(" ", "-")),
+                                          "".join(f"<td>{escape(v)}</td>" for v in line))
+        for line in lines)
+    cols = columns(board)
+    full_head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+    full_body = "".join(
+        "<tr>" + "".join(f"<td>{escape(cell(c, r.get(c)))}</td>" for c in cols) + "</tr>"
+        for r in table_rows(board))
     failed = "".join(f"<li>{escape(f['method'])} seed {f['seed']}: {escape(f['error'])}</li>"
                      for f in board["failed"])
-    protocol = "".join(f"<p><strong>{escape(line)}</strong></p>" for line in headline(board)) + \
-        "".join(f"<p>{escape(line)}</p>" for line in [protocol_line(board)] if line) + \
-        (f"<p>Settings: {escape(board['tuning'])}.</p>" if "tuning" in board else "") + \
-        (f"<p>Teacher: {escape(board['teacher']['kind'])}.</p>"
-         if board["teacher"].get("kind") else "") + \
-        "".join(f"<p><strong>Warning:</strong> {escape(w)}</p>" for w in board.get("warnings", []))
+    intro = "".join(f"<p><strong>{escape(line)}</strong></p>" for line in headline(board)) + \
+        "".join(f"<p>{escape(_sentence(line))}</p>" for line in context(board)) + \
+        "".join(f"<p class=\"warning\"><strong>Warning:</strong> {escape(w)}</p>"
+                for w in board.get("warnings", []))
+    note_list = "".join(f"<li>{escape(line)}</li>" for line in notes(board))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(board['benchmark'])} · kdbench leaderboard</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #1f2328; }}
-figure {{ margin: 0 0 1.5rem; }} figure svg {{ max-width: 100%; height: auto; }}
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem auto; padding: 0 1rem;
+       max-width: 72rem; color: #1f2328; line-height: 1.4; }}
+p, li {{ overflow-wrap: anywhere; }}
+figure {{ margin: 1rem 0; }} figure svg {{ max-width: 100%; height: auto; }}
 table {{ border-collapse: collapse; font-size: 0.85rem; }}
-th, td {{ border-bottom: 1px solid #d0d7de; padding: 0.3rem 0.5rem; text-align: right; }}
+th, td {{ border-bottom: 1px solid #d0d7de; padding: 0.25rem 0.5rem; text-align: right;
+         white-space: nowrap; }}
 th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
 tr.better td {{ background: #dafbe1; }} tr.worse td {{ background: #ffebe9; }}
+.warning {{ color: #9a6700; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }}
 </style></head><body>
 <h1>{escape(board['benchmark'])}</h1>
-<p>Metric <code>{escape(board['metric'])}</code>; primary test <code>{escape(board['primary_test'])}</code>,
-{escape(family_line(board))} at α = {board['alpha']}.
-Every dot is one seed; diamonds are means with their 95% confidence intervals; the band is the
-baseline's 95% CI.</p>
-{protocol}
-<figure id="plot">{figure_svg}</figure>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p>{escape(title(board))}. Every value of <code>{escape(board['metric'])}</code> is
+in percent, Δ in percent points. In the plot every dot is one seed; diamonds are means with
+their 95% confidence intervals; the band is the baseline's 95% CI.</p>
+{intro}
+<div class="scroll"><table id="board"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
+{f'<h2>Notes</h2><ul id="notes">{note_list}</ul>' if note_list else ""}
 {f"<h2>Failed runs</h2><ul>{failed}</ul>" if failed else ""}
+<figure id="plot">{figure_svg}</figure>
+<details><summary>Every statistic</summary>
+<div class="scroll"><table id="statistics"><thead><tr>{full_head}</tr></thead>
+<tbody>{full_body}</tbody></table></div>
+</details>
 </body></html>
 """
 

@@ -23,31 +23,30 @@ def seeds_figure(board: dict[str, Any]) -> Figure:
     axes = figure.add_subplot()
     labels = ["baseline", *[r["method"] for r in rows]][::-1]
     position = {label: i for i, label in enumerate(labels)}
-    scale = 100.0
 
     if base["mean"] is not None:
         lo, hi = base["ci95"] if base["ci95"] and None not in base["ci95"] else (base["mean"],) * 2
-        axes.axvspan(lo * scale, hi * scale, color="#0969da", alpha=0.12, lw=0,
+        axes.axvspan(lo, hi, color="#0969da", alpha=0.12, lw=0,
                      label="baseline 95% CI")
-        axes.axvline(base["mean"] * scale, color="#0969da", lw=1, alpha=0.7)
+        axes.axvline(base["mean"], color="#0969da", lw=1, alpha=0.7)
     if board["teacher"]["value"] is not None:
-        axes.axvline(board["teacher"]["value"] * scale, color="#8250df", lw=1, ls="--",
-                     label=f"teacher {board['teacher']['value'] * scale:.2f}")
+        axes.axvline(board["teacher"]["value"], color="#8250df", lw=1, ls="--",
+                     label=f"teacher {board['teacher']['value']:.2f}")
 
     entries = [("baseline", base, "#0969da"),
                *[(r["method"], r, VERDICT_COLOURS.get(r.get("verdict"), "#57606a")) for r in rows]]
     for label, row, colour in entries:
         y = position[label]
-        values = [v * scale for v in row["values"]]
+        values = row["values"]
         jitter = [((i % 5) - 2) * 0.06 for i in range(len(values))]
         axes.scatter(values, [y + j for j in jitter], s=18, color=colour, alpha=0.55, lw=0)
         if row["mean"] is not None:
             ci = row.get("ci95") or [None, None]
             if None not in ci:
-                axes.errorbar(row["mean"] * scale, y, xerr=[[row["mean"] * scale - ci[0] * scale],
-                              [ci[1] * scale - row["mean"] * scale]], fmt="none", ecolor=colour,
+                axes.errorbar(row["mean"], y, xerr=[[row["mean"] - ci[0]],
+                              [ci[1] - row["mean"]]], fmt="none", ecolor=colour,
                               elinewidth=2, capsize=4)
-            axes.plot(row["mean"] * scale, y, marker="D", color=colour, ms=7)
+            axes.plot(row["mean"], y, marker="D", color=colour, ms=7)
 
     axes.set_yticks(range(len(labels)))
     axes.set_yticklabels([

@@ -16,6 +16,19 @@ artifacts are a trained teacher's checkpoint and the files a run returns in
 :attr:`~kdbench.runs.RunResult.artifacts` (a data-free method's impressions). A run whose
 fingerprint already FINISHED is reused. Only the driver process writes (SQLite has
 one writer).
+
+**Units.** The values of the benchmark's metrics (``top1``, ``val.top1``, ``val.gain``...)
+are logged in the leaderboard's unit, percent (tag ``kdbench.unit = percent``), so that the
+UI reads like the board; the exact fractions the runs produced are logged beside them as
+``fraction.<key>`` and are what kdbench reads back. Runs logged before carry fractions under
+the plain names and no ``fraction.`` keys; both read back the same.
+
+**The UI.** Each experiment is tagged for MLflow's model-training view
+(``mlflow.experimentKind``) and carries a shared view, :data:`RUNS_VIEW`, that lists the
+runs of every sweep with their row, role, method, seed and final metrics as columns
+(:func:`view_url`). Each sweep's parent run carries its leaderboard (:meth:`Tracker.log_board`):
+per row the mean, Δ and its interval, p and rank as metrics, the verdict as a tag, the
+table as a logged MLflow table, and the terminal's table as the run's description.
 """
 
 from __future__ import annotations
@@ -23,8 +36,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import logging
+import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -49,6 +65,17 @@ CHECKSUM = TAG + "checkpoint_sha256"
 OWNER = TAG + "owner"
 """``host:pid`` of the driver that writes a run: a RUNNING run whose driver is gone was
 killed (SIGKILL, a second Ctrl-C) and is marked KILLED by the next sweep on that host."""
+UNIT = TAG + "unit"
+FRACTION = "fraction."
+"""Prefix of the exact fraction a run produced, beside its value in percent."""
+KIND = "mlflow.experimentKind"
+"""The experiment tag by which MLflow's UI picks its view: model training, not GenAI."""
+TRAINING = "custom_model_development"
+VIEW = "mlflow.sharedViewState."
+"""Prefix of an experiment tag holding a view of its runs table (filter, sort, columns)
+that a URL opens with ``viewStateShareKey``."""
+RUNS_VIEW = "kdbench-runs"
+BOARD_TABLE = "leaderboard-table.json"
 
 
 def owner() -> str:
@@ -122,11 +149,57 @@ class Tracker:
             experiment_id = found.experiment_id
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment_id)
-        note = found.tags.get(NOTE) if found is not None else None
-        if create and spec.description and note != spec.description:
-            # MLflow shows this tag as the experiment's description.
-            self.client.set_experiment_tag(experiment_id, NOTE, spec.description)
+        if create:
+            tags = {KIND: TRAINING, VIEW + RUNS_VIEW: runs_view(spec.metric),
+                    # MLflow shows this tag as the experiment's description.
+                    **({NOTE: spec.description} if spec.description else {})}
+            held = found.tags if found is not None else {}
+            for key, value in tags.items():
+                if held.get(key) != value:
+                    self.client.set_experiment_tag(experiment_id, key, value)
         return experiment_id
+
+    def finished_sweeps(self, experiment_id: str) -> list[dict[str, str]]:
+        """The params of every FINISHED sweep (parent run) of ``experiment_id``, newest
+        first."""
+        runs = _retry(self.client.search_runs, [experiment_id],
+                      filter_string=f"tags.`{TAG}role` = 'sweep' and "
+                      "attributes.status = 'FINISHED'",
+                      max_results=1000, order_by=["attributes.start_time DESC"])
+        return [dict(r.data.params) for r in runs]
+
+    @_whole
+    def log_board(self, sweep_id: str, board: dict[str, Any]) -> None:
+        """The leaderboard on its sweep's run, for the UI: per row ``<row>.mean``, ``.std``,
+        ``.delta``, ``.delta_lo``, ``.delta_hi``, ``.p_holm``, ``.rank`` (the board's units)
+        and the tag ``kdbench.verdict.<row>``; the table as the MLflow table
+        ``leaderboard-table.json`` (the terminal's); the board in markdown (its table, lines and notes) as
+        the run's description."""
+        from mlflow.entities import Metric, RunTag
+
+        from kdbench import leaderboard
+
+        metrics: dict[str, float | None] = {
+            "teacher.mean": board["teacher"]["value"], "baseline.mean": board["baseline"]["mean"],
+            "baseline.std": board["baseline"]["std"], "baseline.train": board["baseline"]["train"]}
+        tags = {TAG + "unit": board.get("unit", "percent")}
+        for rank, row in enumerate(board["rows"], 1):
+            key = metric_key(row["method"])
+            lo, hi = row.get("delta_ci95") or (None, None)
+            values = {"mean": row["mean"], "std": row["std"], "delta": row.get("delta"),
+                      "delta_lo": lo, "delta_hi": hi, "p_holm": row.get("p_holm"),
+                      "rank": float(rank)}
+            metrics.update({f"{key}.{k}": v for k, v in values.items()})
+            tags[f"{TAG}verdict.{key}"] = row.get("verdict") or "–"
+        tags[NOTE] = leaderboard.markdown(board, statistics=False)[:5000]
+        now = int(time.time() * 1000)
+        _retry(self.client.log_batch, sweep_id,
+               metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()
+                        if v is not None],
+               tags=[RunTag(k, v) for k, v in tags.items()])
+        header, lines = leaderboard.compact(board)  # the terminal's table, cell for cell
+        _retry(self.client.log_table, sweep_id, {h: [line[i] for line in lines]
+                                                 for i, h in enumerate(header)}, BOARD_TABLE)
 
     @_whole
     def start_sweep(self, experiment_id: str, spec: Spec, options: dict[str, Any]) -> str:
@@ -229,6 +302,7 @@ class Tracker:
 
     def _log(self, experiment_id: str, sweep_id: str | None, run: Run, result: RunResult) -> str:
         tags = {
+            UNIT: "percent",
             TAG + "role": run.role, TAG + "label": run.label, TAG + "method": run.method or "",
             TAG + "seed": str(run.seed), TAG + "fingerprint": run.fingerprint,
             TAG + "seconds": f"{result.seconds:.2f}",
@@ -264,7 +338,7 @@ class Tracker:
 
         job = run.job
         params = {
-            "role": run.role, "seed": run.seed, "method": run.method or "",
+            "row": run.label, "role": run.role, "seed": run.seed, "method": run.method or "",
             "dataset": job.dataset.name, "model": job.model.name if job.model else "",
             **{f"dataset.{k}": v for k, v in job.dataset.params.items()},
             **({f"model.{k}": v for k, v in job.model.params.items()} if job.model else {}),
@@ -275,19 +349,24 @@ class Tracker:
             "teacher": job.teacher.fingerprint if job.teacher else "",
             "device": job.device,
         }
+        percent = functools.partial(in_percent, metrics=job.metrics)
         metrics = []
         for row in result.history:
             prefix = "" if row["phase"] == "train" else f"{row['phase']}."
             for key, value in row.items():
                 if key not in ("phase", "epoch") and isinstance(value, int | float):
-                    metrics.append(Metric(prefix + key, float(value), 0, int(row["epoch"])))
+                    metrics.append(Metric(prefix + key, _shown(float(value), percent(key)), 0,
+                                          int(row["epoch"])))
         # The final values, under their plain names, are what the leaderboard reads. A key
         # the history also has per epoch (val.top1) holds the last epoch's value there, which
         # under the "best" epoch rule is not the reported one: that goes under reported.<key>.
         last = max((int(r["epoch"]) for r in result.history if r["phase"] == "train"), default=0)
         curves = {m.key for m in metrics}
-        metrics += [Metric(REPORTED + k if k in curves else k, float(v), 0, last)
-                    for k, v in result.metrics.items()]
+        for k, v in result.metrics.items():
+            name = REPORTED + k if k in curves else k
+            metrics.append(Metric(name, _shown(float(v), percent(k)), 0, last))
+            if percent(k):
+                metrics.append(Metric(FRACTION + name, float(v), 0, last))
         metrics.append(Metric("seconds", result.seconds, 0, 0))
         param_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, max(len(metrics), len(param_list)), 500):
@@ -327,7 +406,8 @@ class Tracker:
             fp = r.data.tags.get(TAG + "fingerprint")
             if fp in fingerprints and fp not in found:
                 found[fp] = RunResult(
-                    fp, "finished", _final(r.data.metrics, metrics), [],
+                    fp, "finished", _final(r.data.metrics, metrics,
+                                           r.data.tags.get(UNIT) == "percent"), [],
                     float(r.data.metrics.get("seconds", 0.0)),
                     int(r.data.tags.get(TAG + "student_parameters", 0) or 0), None,
                     run_id=r.info.run_id, reused=True)
@@ -466,17 +546,71 @@ def _schema_lock(database: Path | None) -> Any:
     return FileLock(Path(tempfile.gettempdir()) / f"kdbench-schema-{key}.lock", timeout=300)
 
 
-def _final(logged: dict[str, float], metrics: tuple[str, ...]) -> dict[str, float]:
-    """A finished run's final metrics as :class:`RunResult` holds them: the test metrics, their
-    ``val.`` and ``train.`` values at the reported epoch, ``epoch`` and ``val.gain``."""
+def _final(logged: dict[str, float], metrics: tuple[str, ...], percent: bool = False
+           ) -> dict[str, float]:
+    """A finished run's final metrics as :class:`RunResult` holds them (fractions): the test
+    metrics, their ``val.`` and ``train.`` values at the reported epoch, ``epoch`` and
+    ``val.gain``. ``percent``: the run logged its metrics in percent (with the exact
+    fractions under ``fraction.``); else it is an older run, in fractions."""
     keys = [*metrics, *(f"val.{m}" for m in metrics), *(f"train.{m}" for m in metrics),
             "epoch", "val.gain"]
     values = {}
     for key in keys:
-        value = logged.get(REPORTED + key, logged.get(key))
-        if value is not None:
-            values[key] = value
+        for name in (REPORTED + key, key):
+            if FRACTION + name in logged:
+                values[key] = logged[FRACTION + name]
+            elif name in logged:
+                scaled = percent and in_percent(key, metrics)
+                values[key] = logged[name] / 100.0 if scaled else logged[name]
+            else:
+                continue
+            break
     return values
+
+
+def in_percent(key: str, metrics: tuple[str, ...]) -> bool:
+    """Whether ``key`` (``top1``, ``val.top1``, ``hint.val.top1``, ``val.gain``) is a value of
+    one of the run's ``metrics`` (a fraction), which MLflow shows in percent like the board;
+    losses, epochs and seconds keep their own units."""
+    if key.startswith("loss") or ".loss" in key:
+        return False
+    return key == "val.gain" or any(key == m or key.endswith("." + m) for m in metrics)
+
+
+def _shown(value: float, percent: bool) -> float:
+    """``value`` as MLflow shows it: in percent, to 1e-4 points, when ``percent`` (the exact
+    fraction is logged beside it)."""
+    return round(100.0 * value, 4) if percent and math.isfinite(value) else value
+
+
+def metric_key(label: str) -> str:
+    """A row label as MLflow accepts it in a metric or tag name: ``kd[T=1 alpha=0.5]`` ->
+    ``kd T:1 alpha:0.5``."""
+    key = label.replace("[", " ").replace("]", "").replace("=", ":")
+    return re.sub(r"[^\w.\- :/]", "_", key).strip()
+
+
+def runs_view(metric: str) -> str:
+    """The runs table kdbench opens the UI on (:data:`RUNS_VIEW`): the runs of every sweep,
+    not the sweeps, grouped by row, with role, method, seed and the final ``metric`` (test,
+    validation and train) as columns."""
+    columns = [*(f"params.`{p}`" for p in ("row", "role", "method", "seed")),
+               *(f"metrics.`{m}`" for m in (metric, f"{REPORTED}val.{metric}",
+                                             f"train.{metric}")), "attributes.`Duration`"]
+    return json.dumps({"searchFilter": f"tags.`{TAG}role` != 'sweep'",
+                       "orderByKey": "params.`row`", "orderByAsc": True,
+                       "selectedColumns": columns, "columnOrder": columns})
+
+
+def view_url(base: str, experiment_id: str, run_id: str | None = None,
+             artifact: str | None = None) -> str:
+    """The UI's address, in model-training mode, of an experiment's runs table opened on
+    :data:`RUNS_VIEW`; with ``run_id``, of that run's page, or of one of its artifacts."""
+    base = base.rstrip("/") + f"/#/experiments/{experiment_id}/runs"
+    mode = "workflowType=machine_learning"
+    if run_id is None:
+        return f"{base}?{mode}&viewStateShareKey={RUNS_VIEW}"
+    return f"{base}/{run_id}{f'/artifacts/{artifact}' if artifact else ''}?{mode}"
 
 
 def _ms(seconds: float) -> int | None:

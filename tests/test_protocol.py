@@ -257,8 +257,9 @@ def test_the_leaderboard_states_the_protocol_and_warns_of_a_climbing_baseline(pl
                                  "train_samples": len(_full(planned).y_train) - held,
                                  "validation_seed": 0, "epoch": "last",
                                  "test": "read once per run"}
-    assert board["baseline"]["train"] == pytest.approx(0.726)
-    assert board["baseline"]["val_gain"] == pytest.approx(0.013)
+    assert board["unit"] == "percent"
+    assert board["baseline"]["train"] == pytest.approx(72.6)
+    assert board["baseline"]["val_gain"] == pytest.approx(1.3)
     warning = ("the baseline is still climbing (validation top1 +1.3 points over the last "
                "quarter of its 2 epochs; train top1 72.60%): lengthen [recipe] epochs "
                "(see kdbench check-recipe)")

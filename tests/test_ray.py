@@ -76,7 +76,8 @@ def test_a_sweep_runs_on_a_ray_cluster(cluster: str, tiny: Path, tmp_path: Path,
     assert len(by_role["baseline"]) == len(by_role["method"]) == 2
     for run in by_role["teacher"] + by_role["baseline"] + by_role["method"]:
         assert run.info.status == "FINISHED"
-        assert 0 <= run.data.metrics["top1"] <= 1
+        assert 0 <= run.data.metrics["top1"] <= 100  # in percent, like the board
+        assert run.data.metrics["fraction.top1"] <= 1
     assert by_role["sweep"][0].data.params["executor"] == "ray"
     assert (tmp_path / "out" / "tiny.md").is_file()
     # The workers ran elsewhere: the driver connected to the cluster, not a Ray of its own.

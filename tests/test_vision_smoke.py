@@ -131,9 +131,9 @@ def test_the_board_shows_published_numbers_beside_the_measured(tmp_path: Path,
                                         {"top1": values[r.label] + 0.001 * r.seed})
                for r in sweep.runs}
     board = leaderboard.build(sweep, results)
-    assert board["published"]["teacher"] == pytest.approx(0.7942)
+    assert board["published"]["teacher"] == pytest.approx(79.42)
     rows = {r["method"]: r for r in board["rows"]}
-    assert rows["fitnet"]["published"] == pytest.approx(0.735)
+    assert rows["fitnet"]["published"] == pytest.approx(73.5)
     assert rows["ab"]["published"] is None
     text = leaderboard.terminal(board)
     assert "published: a paper, Table 1; mean of 5 trials" in text
@@ -142,7 +142,7 @@ def test_the_board_shows_published_numbers_beside_the_measured(tmp_path: Path,
     fitnet = next(line for line in text.splitlines() if " fitnet " in line)
     assert "73.50" in fitnet
     md = leaderboard.markdown(board)
-    assert "| mean | published |" in md and "0.7350" in md
+    assert "| mean | published |" in md and "| 73.50 |" in md
     assert "published" in leaderboard.csv_text(board).splitlines()[0]
     # A board without [published] keeps its columns.
     plain = leaderboard.build(sweeps.plan(load(str(_write(tmp_path, BENCH)), plugins)
