@@ -157,9 +157,13 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
 
 
 def batched_code() -> str:
-    """The code of the stacked engine, part of a stacked run's identity."""
+    """The code of the stacked engine and the loss checks it applies, part of a stacked run's
+    identity; the training code it shares with plain runs is in the ``kdbench`` part. Only
+    their own files: hashing the modules they import too (the spec, the plugin registry,
+    the run records) retrained every stacked run whenever the planner changed."""
     return str(identity.CodeId("kdbench", identity.kdbench_code().version,
-                               identity.source_sha256(("kdbench.batched",))))
+                               identity.own_source_sha256(("kdbench.batched",
+                                                           "kdbench.contract"))))
 
 
 def _with_batched(code: dict[str, str], job: Job) -> dict[str, str]:
