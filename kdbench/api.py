@@ -279,8 +279,6 @@ def _planned(benchmark: str | Path, seeds: int | None, methods: Methods,
              strict_plugins: bool, plugins: Plugins | None, out: Path | None) -> _Plan:
     """The checks of ``kdbench run`` in its order, then the plan (before any store is
     opened: a missing dataset stops here, having created nothing)."""
-    from kdbench import sweep as sweeps
-
     use_data_root(data_root)
     plugins = plugins or load_plugins(strict_plugins)
     spec = load_spec(benchmark, plugins, seeds=seeds, methods=methods, batch=batch,
@@ -297,6 +295,8 @@ def _planned(benchmark: str | Path, seeds: int | None, methods: Methods,
     rows = fresh_rows(fresh, spec)
     cache = _cache(cache_dir)
     where = resolve_device(device)
+    from kdbench import sweep as sweeps  # torch: after the checks that need none
+
     return _Plan(plugins, spec, rows, cache, where, sweeps.plan(spec, plugins, cache, where))
 
 
@@ -320,15 +320,15 @@ def run(benchmark: str | Path = DEFAULT_BENCHMARK, *, seeds: int | None = None,
     of row names (``baseline``, ``teacher`` too) those rows. ``until_decided`` adds seeds to
     undecided methods up to ``max_seeds`` (:func:`kdbench.session.until_decided`).
     ``tracebacks`` prints each failed run's worker traceback on stderr (``--debug``)."""
+    out = Path(out) if out is not None else None
+    p = _planned(benchmark, seeds, methods, cache_dir, device, batch_runs, amp, channels_last,
+                 compile, smoke, data_root, fresh, until_decided, max_seeds, max_runs,
+                 strict_plugins, plugins, out)
     from kdbench import executors
     from kdbench.session import Session
     from kdbench.session import until_decided as sequential
     from kdbench.tracking import Tracker
 
-    out = Path(out) if out is not None else None
-    p = _planned(benchmark, seeds, methods, cache_dir, device, batch_runs, amp, channels_last,
-                 compile, smoke, data_root, fresh, until_decided, max_seeds, max_runs,
-                 strict_plugins, plugins, out)
     spec, sweep = p.spec, p.sweep
     tracker = Tracker(tracking_uri)
     chosen = executors.configured(p.plugins, spec, executor, workers, p.device, address)
@@ -362,14 +362,14 @@ def read_board(benchmark: str | Path = DEFAULT_BENCHMARK, *, seeds: int | None =
     ``kdbench leaderboard``. The options must be those of the ``run`` that trained them
     (they are part of each run's identity); runs not found are ``missing`` in
     :attr:`Result.runs`. With ``out`` the board files are written there too."""
-    from kdbench import leaderboard
-    from kdbench.tracking import Tracker
-
     use_data_root(data_root)
     plugins = plugins or load_plugins(strict_plugins)
     spec = load_spec(benchmark, plugins, seeds=seeds, methods=methods, batch=batch_runs,
                      device_name=device, amp=amp, channels_last=channels_last,
                      compile=compile, smoke=smoke)
+    from kdbench import leaderboard
+    from kdbench.tracking import Tracker
+
     if out is not None:
         writable_dir(Path(out))
     tracker = Tracker(tracking_uri)
@@ -426,17 +426,17 @@ def tune(benchmark: str | Path = DEFAULT_BENCHMARK, *, trials: int, tune_seeds: 
     runs on the validation split, then run the tuned benchmark on its own seeds and compare
     on test: ``kdbench tune`` (:func:`kdbench.tuning.tune`). ``report`` gets one line per
     finished trial (default: stderr)."""
+    use_data_root(data_root)
+    plugins = plugins or load_plugins(strict_plugins)
+    spec = load_spec(benchmark, plugins, seeds=seeds, methods=methods, batch=batch_runs,
+                     device_name=device, amp=amp, channels_last=channels_last,
+                     compile=compile)
     from kdbench import executors, tuning
     from kdbench import sweep as sweeps
     from kdbench.progress import Progress
     from kdbench.session import Session
     from kdbench.tracking import Tracker
 
-    use_data_root(data_root)
-    plugins = plugins or load_plugins(strict_plugins)
-    spec = load_spec(benchmark, plugins, seeds=seeds, methods=methods, batch=batch_runs,
-                     device_name=device, amp=amp, channels_last=channels_last,
-                     compile=compile)
     tune_on = tuning.tuning_seeds(tune_seeds)
     tuning.check(spec, trials, tune_on)
     rows = 1 + len(spec.methods)
@@ -492,11 +492,7 @@ def compare(benchmarks: Sequence[str | Path], *, out: str | Path | None = DEFAUL
     and Iman–Davenport tests and the Nemenyi critical difference (``kdbench compare``);
     ``<out>/<name>.png`` is the critical-difference diagram, ``<out>/<name>.json`` the
     numbers. Warns when the benchmarks are too few to tell any two methods apart."""
-    import json
-
-    from kdbench import plots, ranking
     from kdbench.spec import NAME, load
-    from kdbench.tracking import Tracker
 
     if len(benchmarks) < 2:
         raise KdbenchError("compare needs at least two benchmarks")
@@ -507,6 +503,11 @@ def compare(benchmarks: Sequence[str | Path], *, out: str | Path | None = DEFAUL
     if out is not None:
         writable_dir(out)
     plugins = plugins or load_plugins(strict_plugins)
+    import json
+
+    from kdbench import plots, ranking
+    from kdbench.tracking import Tracker
+
     tracker = Tracker(tracking_uri)
     scores: dict[str, dict[str, float]] = {}
     higher = None
