@@ -23,7 +23,7 @@ import torch
 
 from kdbench import batched, train
 from kdbench import sweep as sweeps
-from kdbench.cli import default_cache
+from kdbench.api import default_cache
 from kdbench.spec import load
 
 SEEDS = 5

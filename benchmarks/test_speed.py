@@ -17,7 +17,8 @@ from kdbench_methods.kdsvd import right_singular_vectors
 
 from kdbench import sweep as sweeps
 from kdbench import train
-from kdbench.cli import default_cache, main
+from kdbench.api import default_cache
+from kdbench.cli import main
 from kdbench.spec import load
 
 DEFAULT_SWEEP_TARGET_S = 2700

@@ -1,40 +1,47 @@
 """The core's own plugin: metrics, executors and teacher providers that any benchmark
-can use. Registered through the ``kdbench`` entry-point group like every other plugin."""
+can use. Registered through the ``kdbench`` entry-point group like every other plugin,
+by reference (:class:`~kdbench.registry.Lazy`): loading the plugins imports no torch."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import kdbench
-from kdbench import executors, metrics, ray_executor, retrieval, teacher
-from kdbench.registry import Register
+from kdbench.registry import Lazy, Register
+
+
+def top5(_params: None) -> Any:
+    """Top-5 accuracy: share of samples whose label is among the 5 highest logits."""
+    from kdbench import metrics
+
+    return metrics.topk(metrics.TopKParams(5))
 
 
 @kdbench.hookimpl
 def kdbench_metrics(register: Register) -> None:
-    register("top1", metrics.top1)
-    register("top5", lambda _params: metrics.topk(metrics.TopKParams(5)),
-             description="Top-5 accuracy: share of samples whose label is among the 5 highest logits.")
-    register("agreement", metrics.agreement)
-    register("map", lambda _params: retrieval.mean_ap(retrieval.MAPParams()),
+    register("top1", "kdbench.metrics:top1")
+    register("top5", "kdbench.builtins:top5")
+    register("agreement", "kdbench.metrics:agreement")
+    register("map", Lazy("kdbench.retrieval:BUILTIN", "map"),
              description="Retrieval mAP (11-point interpolated, PKT) of the embedding, cosine: "
                          "the split's queries against the training split.")
-    register("map_l2", lambda _params: retrieval.mean_ap(retrieval.MAPParams("euclidean"),
-                                                         "map_l2"),
+    register("map_l2", Lazy("kdbench.retrieval:BUILTIN", "map_l2"),
              description="Retrieval mAP (11-point interpolated, PKT) of the embedding, Euclidean.")
     for k in (10, 100):
-        register(f"prec{k}", lambda _params, k=k: retrieval.precision(retrieval.PrecisionParams(k)),
+        register(f"prec{k}", Lazy("kdbench.retrieval:BUILTIN", f"prec{k}"),
                  description=f"Retrieval precision at {k} of the embedding, cosine: share of "
                              f"the {k} nearest training samples with the query's label.")
 
 
 @kdbench.hookimpl
 def kdbench_executors(register: Register) -> None:
-    register("serial", executors.Serial)
-    register("process", executors.Processes)
+    register("serial", "kdbench.executors:Serial")
+    register("process", "kdbench.executors:Processes")
     # Ray itself is optional (pip install 'kdbench[ray]'): the executor says so when missing.
-    register("ray", ray_executor.Ray)
+    register("ray", "kdbench.ray_executor:Ray")
 
 
 @kdbench.hookimpl
 def kdbench_teachers(register: Register) -> None:
-    register("train", teacher.Trained)
-    register("checkpoint", teacher.Checkpoint)
+    register("train", "kdbench.teacher:Trained")
+    register("checkpoint", "kdbench.teacher:Checkpoint")

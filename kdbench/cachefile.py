@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 SUFFIX = ".sha256"
 
 
@@ -53,6 +51,8 @@ def write(path: Path, save: Callable[[Path], Any]) -> str:
 
 def save(obj: Any, path: Path) -> str:
     """:func:`torch.save` ``obj`` to ``path`` through :func:`write`; its SHA-256."""
+    import torch
+
     return write(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -77,6 +77,8 @@ def intact(path: Path, expected: str | None = None) -> bool:
 def load_or_build(path: Path, build: Callable[[], Any], what: str) -> Any:
     """The tensors cached at ``path``, or ``build()`` saved there when the file is missing,
     does not match its checksum or cannot be read (said in one warning line)."""
+    import torch
+
     path = Path(path)
     if path.is_file():
         problem = None if intact(path) else "does not match its checksum"

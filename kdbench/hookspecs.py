@@ -19,6 +19,14 @@ benchmark file's keys are checked against its fields and types, and MLflow logs
 them. When omitted, the factory's ``Params`` attribute is used, if any. The
 description defaults to the first line of the factory's docstring.
 
+``factory`` and ``params`` may also be references, imported the first time a benchmark
+uses them (:class:`kdbench.registry.Lazy`): ``"my_package.method:MyMethod"`` (the
+entry-point syntax), or ``Lazy("my_package.models:TABLE", "name")`` for one entry of a
+table of factories. Then loading the plugin imports nothing of it: ``kdbench plugins``,
+``--help`` and every one-line error stay instant however heavy the plugin's imports
+(torch, torchvision), and the built-in plugins register this way. A reference that cannot
+be imported is reported when a benchmark uses it, naming the plugin.
+
 Names are global per kind: two plugins registering the same name (of the same
 kind) is an error, exit code 2, whose message names both plugins and their
 distributions; kdbench never picks one silently. Pick one by disabling the other,

@@ -125,6 +125,17 @@ def source_sha256(modules: tuple[str, ...]) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
+def own_source_sha256(modules: tuple[str, ...]) -> str:
+    """One hash over the source files of ``modules`` themselves, not of the modules they use:
+    for kdbench's own parts, whose shared code (the loop, the data, the taps) is already in
+    :func:`kdbench_code`, so that editing the planner or the store does not retrain runs."""
+    lines = []
+    for name in modules:
+        path = _source_file(importlib.import_module(name))
+        lines.append(f"{name}\0{file_sha256(path) if path else ''}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 @functools.cache
 def _factory_code(factory: Any, params: type | None, distribution: str, version: str) -> CodeId:
     return CodeId(distribution, version, source_sha256(defining_modules(factory, params)))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -14,20 +16,91 @@ KINDS = ("datasets", "students", "teachers", "methods", "metrics", "executors", 
 
 
 class Register(Protocol):
-    def __call__(self, name: str, factory: Any, params: type | None = None,
+    def __call__(self, name: str, factory: Any, params: type | str | Lazy | None = None,
                  description: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
+class Lazy:
+    """A factory (or params dataclass) named, not imported: it is imported the first time a
+    benchmark uses it, so that registering costs no import of torch and ``kdbench plugins``
+    or a one-line error answers at once.
+
+    ``Lazy("pkg.module:attr")`` is ``attr`` of ``pkg.module`` (the entry-point syntax; a
+    plain string registers the same). ``Lazy("pkg.module:table", "key")`` is one entry of a
+    table of factories: ``table["key"]`` for a mapping, ``table("key")`` for a function that
+    builds them."""
+
+    target: str
+    key: str | None = None
+
+    def resolve(self) -> Any:
+        module, _, attribute = self.target.partition(":")
+        if not module or not attribute:
+            raise PluginError(f"{self.target!r} is not a 'module:attribute' reference")
+        value: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+        if self.key is not None:
+            value = value[self.key] if isinstance(value, Mapping) else value(self.key)
+        return value
+
+    def __str__(self) -> str:
+        return self.target + (f"[{self.key}]" if self.key is not None else "")
+
+
+def lazy(value: Any) -> Lazy | None:
+    """``value`` as a :class:`Lazy` reference when it names one (a string or a Lazy)."""
+    if isinstance(value, Lazy):
+        return value
+    return Lazy(value) if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
 class Entry:
-    """One registered thing: a factory under a name, with its hyperparameters."""
+    """One registered thing: a factory under a name, with its hyperparameters.
+
+    A factory registered by reference (:class:`Lazy`) is imported when ``factory`` or
+    ``params`` is first read; one that cannot be raises :class:`PluginError` naming it."""
 
     kind: str
     name: str
-    factory: Any
-    params: type | None
+    target: Any
+    """The factory, or a :class:`Lazy` reference to it."""
+    params_target: type | Lazy | None
     plugin: str
-    description: str
+    about: str | None = None
+    """The description given at registration."""
+
+    @functools.cached_property
+    def factory(self) -> Any:
+        reference = lazy(self.target) if self.kind != "benchmarks" else None
+        return self._resolve(reference) if reference is not None else self.target
+
+    @functools.cached_property
+    def params(self) -> type | None:
+        reference = lazy(self.params_target)
+        params = self._resolve(reference) if reference is not None else self.params_target
+        if params is None:
+            params = getattr(self.factory, "Params", None)
+        if params is not None and not dataclasses.is_dataclass(params):
+            raise PluginError(f"{self.plugin!r}: params of {self.kind[:-1]} {self.name!r} must "
+                              "be a dataclass")
+        return params
+
+    @functools.cached_property
+    def description(self) -> str:
+        return self.about or _first_line(self.factory)
+
+    def _resolve(self, reference: Lazy) -> Any:
+        try:
+            return reference.resolve()
+        except PluginError:
+            raise
+        except Exception as error:
+            raise PluginError(f"plugin {self.plugin!r} registered {self.kind[:-1]} "
+                              f"{self.name!r} as {str(reference)!r}, which cannot be loaded: "
+                              f"{type(error).__name__}: {error}") from None
 
     def make_params(self, values: dict[str, Any] | None = None, where: str = "") -> Any:
         """The params dataclass filled from ``values``; see :func:`kdbench.params.build`."""
@@ -51,7 +124,7 @@ class Registry:
     def callback(self, kind: str, plugin: str) -> Register:
         """The ``register`` function handed to ``plugin``'s hook for ``kind``."""
 
-        def register(name: str, factory: Any, params: type | None = None,
+        def register(name: str, factory: Any, params: type | str | Lazy | None = None,
                      description: str | None = None) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {plugin!r} registered a {kind[:-1]} without a name")
@@ -64,12 +137,11 @@ class Registry:
                     f"{kind[:-1]} {name!r} is registered by both {other!r} and {plugin!r}; "
                     "register each name once"
                 )
-            if params is None:
-                params = getattr(factory, "Params", None)
-            if params is not None and not dataclasses.is_dataclass(params):
-                raise PluginError(f"{plugin!r}: params of {kind[:-1]} {name!r} must be a dataclass")
-            table[name] = Entry(kind, name, factory, params, plugin,
-                                description or _first_line(factory))
+            entry = Entry(kind, name, factory, lazy(params) or params, plugin, description)
+            if lazy(factory) is None or kind == "benchmarks":
+                # A factory given as an object is loaded already: its params are checked now.
+                entry.params  # noqa: B018
+            table[name] = entry
 
         return register
 

@@ -33,6 +33,7 @@ A query whose label has no item in the database has AP 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -144,3 +145,13 @@ def precision(params: PrecisionParams, name: str = "") -> Metric:
         return precision_at(out.embedding, out.y, out.database, params.k, params.distance)
 
     return Metric(name or f"prec{params.k}", compute, needs=_READS)
+
+
+BUILTIN: dict[str, Callable[[None], Metric]] = {
+    "map": lambda _params: mean_ap(MAPParams()),
+    "map_l2": lambda _params: mean_ap(MAPParams("euclidean"), "map_l2"),
+    "prec10": lambda _params: precision(PrecisionParams(10)),
+    "prec100": lambda _params: precision(PrecisionParams(100)),
+}
+"""The retrieval metrics kdbench registers, by name (:mod:`kdbench.builtins`): defined here, so
+that a change to this module changes their runs' code identity."""

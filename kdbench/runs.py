@@ -126,6 +126,9 @@ class RunResult:
     traceback: str | None = None
     """The worker's formatted traceback of a failed run (``error`` is its one line);
     ``--debug`` prints it."""
+    source: str = ""
+    """Where a result not trained by this sweep was copied from (a teacher's run kept in the
+    cache, :mod:`kdbench.teacher_cache`); empty for a run trained here."""
     artifacts: dict[str, bytes] = field(default_factory=dict)
     """Files the run produced for MLflow (file name -> contents, e.g. a data-free method's
     ``impressions.png``): the worker returns them, the driver logs them (one writer)."""

@@ -157,9 +157,13 @@ def plan(spec: Spec, plugins: Plugins, cache_dir: Path, device: str = "cpu",
 
 
 def batched_code() -> str:
-    """The code of the stacked engine, part of a stacked run's identity."""
+    """The code of the stacked engine and the loss checks it applies, part of a stacked run's
+    identity; the training code it shares with plain runs is in the ``kdbench`` part. Only
+    their own files: hashing the modules they import too (the spec, the plugin registry,
+    the run records) retrained every stacked run whenever the planner changed."""
     return str(identity.CodeId("kdbench", identity.kdbench_code().version,
-                               identity.source_sha256(("kdbench.batched",))))
+                               identity.own_source_sha256(("kdbench.batched",
+                                                           "kdbench.contract"))))
 
 
 def _with_batched(code: dict[str, str], job: Job) -> dict[str, str]:
@@ -293,6 +297,26 @@ def _claim(todo: list[Run], claims: Claims | None,
             [r for r in todo if r not in mine])
 
 
+def _recalled(teacher: Run, plugins: Plugins, log: Callable[[Run, RunResult], Any],
+              results: dict[str, RunResult]) -> bool:
+    """Log ``teacher``'s run kept in the cache (:mod:`kdbench.teacher_cache`) as this
+    store's, instead of training it; whether it was there."""
+    from kdbench import teacher_cache
+
+    kept = teacher_cache.recall(teacher)
+    if kept is None:
+        return False
+    print(f"kdbench: teacher {teacher.fingerprint[:8]} was trained before (its checkpoint and "
+          f"run are cached in {Path(kept.source).parent}): logged here, not retrained",
+          file=sys.stderr)
+    plugins.run_start(teacher)
+    log(teacher, kept)
+    kept.reused = True
+    results[teacher.fingerprint] = kept
+    plugins.run_end(teacher, kept)
+    return True
+
+
 def retrain_reasons(runs: list[Run], previous: dict[str, dict[str, str]]) -> list[str]:
     """Why runs that look like finished ones retrain, one line per row:
     ``"kd: code changed (method: kdbench-extra 1.2.3 -> 1.2.4), 5 runs to retrain"``.
@@ -339,8 +363,8 @@ def per_member(outcome: RunResult | list[RunResult], members: int) -> list[RunRe
 
 def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[Run, RunResult], Any],
             reused: dict[str, RunResult],
-            settled: Callable[[set[str]], dict[str, RunResult]] | None = None
-            ) -> dict[str, RunResult]:
+            settled: Callable[[set[str]], dict[str, RunResult]] | None = None,
+            cached_teacher: bool = True) -> dict[str, RunResult]:
     """Run what is not in ``reused``, teacher first; ``log`` each new result as it arrives.
 
     The teacher run must succeed before the students start: without it there is
@@ -350,11 +374,16 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
     now), a run is trained only under its claim (:mod:`kdbench.claims`): one that another
     process is training is waited for and reused, so sweeps sharing a store and a cache
     train each run once.
+
+    A teacher that the store lacks but whose checkpoint and run are kept in the cache
+    (:mod:`kdbench.teacher_cache`: trained for another store) is logged from there, not
+    trained again, unless ``cached_teacher`` is false (``--fresh``).
     """
-    from kdbench import batched
+    from kdbench import batched, teacher_cache
 
     results = sweep.results
     results.update(reused)
+    teacher = sweep.teacher
     plugins.sweep_start(sweep)
 
     size = batched_size(sweep, executor)
@@ -367,7 +396,6 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
             plugins.epoch_end(batch[members[i][member]], *event)
         return on
 
-    teacher = sweep.teacher
     teacher_ready = teacher.fingerprint in results and (
         teacher.job.teacher.checkpoint is None or Path(teacher.job.teacher.checkpoint).is_file())
     phases = [[teacher]] if not teacher_ready else []
@@ -378,6 +406,11 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
             todo = batch
             while todo:
                 mine, waiting = _claim(todo, claims, settled, results)
+                if cached_teacher and teacher in mine and _recalled(teacher, plugins, log,
+                                                                    results):
+                    mine.remove(teacher)
+                    if claims is not None:
+                        claims.release(teacher.fingerprint)
                 if not mine and waiting:
                     if todo is batch:
                         print(f"kdbench: {len(waiting)} run(s) are being trained by another "
@@ -395,6 +428,8 @@ def execute(sweep: Sweep, executor: Executor, plugins: Plugins, log: Callable[[R
                             run = mine[member]
                             result.fingerprint = run.fingerprint
                             log(run, result)
+                            if run is teacher:
+                                teacher_cache.keep(run, result)
                             results[run.fingerprint] = result
                             if claims is not None:
                                 claims.release(run.fingerprint)

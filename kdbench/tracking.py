@@ -317,6 +317,8 @@ class Tracker:
             tags["mlflow.parentRunId"] = sweep_id
         if result.error:
             tags[TAG + "error"] = result.error[:5000]
+        if result.source:
+            tags[TAG + "copied_from"] = result.source
         if result.checkpoint:
             tags[CHECKSUM] = cachefile.digest(Path(result.checkpoint))
         created = _retry(self.client.create_run, experiment_id,

@@ -74,7 +74,7 @@ def test_methods_picks_a_whole_grid_or_one_row(tiny, plugins):
     with pytest.raises(SpecError, match="is not a method"):
         spec.with_options(methods=["kd[T=2]"])
     # --fresh takes a grid's name too.
-    from kdbench.cli import _fresh_rows
+    from kdbench.api import fresh_rows as _fresh_rows
 
     assert _fresh_rows("kd,baseline", spec) == {"kd[T=1]", "kd[T=4]", "baseline"}
     assert _fresh_rows("kd[T=4]", spec) == {"kd[T=4]"}

@@ -139,7 +139,7 @@ def test_a_killed_sweep_resumes_with_what_finished(change: bool, tiny: Path, tmp
     resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert (tmp_path / "leaderboard" / "tiny.md").is_file()
+    assert (tmp_path / "results" / "tiny.md").is_file()
     after = finished(store)
     counts = by_label(after)
     # Every run that finished before the kill is reused: one FINISHED run per fingerprint...

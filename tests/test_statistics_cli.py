@@ -35,7 +35,7 @@ def test_until_decided_honours_the_benchmarks_seed_list(tiny: Path, tmp_path: Pa
 
 
 def test_seed_order_starts_with_the_files_seeds() -> None:
-    from kdbench.cli import seed_order
+    from kdbench.session import seed_order
 
     assert seed_order((10, 11, 12), 5) == (10, 11, 12, 0, 1)
     assert seed_order((0, 1, 7), 6) == (0, 1, 7, 2, 3, 4)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.cli import check_run_count, main, writable_dir
+from kdbench.api import check_run_count, writable_dir
+from kdbench.cli import main
 from kdbench.errors import KdbenchError, SpecError
 from kdbench.params import Range, bounded, build
 from kdbench.spec import load

@@ -1,18 +1,28 @@
-"""Registers the built-in methods: every :class:`~kdbench.method.Method` subclass defined
-in a module of this package (one module per paper)."""
+"""Registers the built-in methods, one module per paper: the :class:`~kdbench.method.Method`
+subclass of each, by reference (:class:`~kdbench.registry.Lazy`), so that loading the
+plugins imports no method module and no torch; a benchmark imports the ones it uses."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
-
 import kdbench
-from kdbench.method import Method
 from kdbench.registry import Register
 
+CLASSES = {"ab": "AB", "at": "AT", "cc": "CC", "crd": "CRD", "dist": "DIST", "dkd": "DKD",
+           "dml": "DML", "fitnet": "FitNet", "fsp": "FSP", "ft": "FT", "kd": "KD",
+           "kdsvd": "KDSVD", "nst": "NST", "pkt": "PKT", "rkd": "RKD", "sp": "SP", "vid": "VID",
+           "zskd": "ZSKD"}
+"""Each method's name (its module's) and its class. ``tests/test_plugins.py`` checks this
+table against the Method subclasses the package's modules define."""
 
-def methods() -> list[type[Method]]:
+
+def methods() -> list[type]:
+    """Every Method subclass defined in a module of this package (imports them all)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from kdbench.method import Method
+
     found = []
     package = importlib.import_module(__package__)
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
@@ -27,5 +37,5 @@ def methods() -> list[type[Method]]:
 
 @kdbench.hookimpl
 def kdbench_methods(register: Register) -> None:
-    for method in methods():
-        register(method.name, method)
+    for name, cls in CLASSES.items():
+        register(name, f"kdbench_methods.{name}:{cls}")
