@@ -78,6 +78,8 @@ class RunRecord:
     reused: bool
     """Found finished in the store (or the cache, for a teacher), not trained by this call."""
     metrics: dict[str, float]
+    """The run's own values as it produced them: fractions for accuracies (the board, and
+    MLflow's plain keys, show them in percent)."""
     run_id: str | None
     error: str | None = None
     traceback: str | None = None

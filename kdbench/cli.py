@@ -99,8 +99,6 @@ def parser() -> argparse.ArgumentParser:
                      help="worker processes (default: one per core)")
     run.add_argument("--runs-per-gpu", type=int, metavar="N", help="on CUDA: N runs at once "
                      "on each visible GPU, each worker pinned to one (ray: 1/N of a GPU per run)")
-    run.add_argument("--runs-per-gpu", type=int, metavar="N", help="on CUDA: N runs at once "
-                     "on each visible GPU, each worker pinned to one (ray: 1/N of a GPU per run)")
     run.add_argument("--executor", metavar="NAME", help="executor plugin (default: the "
                      "benchmark's, else process)")
     run.add_argument("--address", metavar="HOST:PORT",
