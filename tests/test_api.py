@@ -55,7 +55,8 @@ def test_a_benchmark_through_the_api(tiny: Path, tmp_path: Path,
         # MLflow holds percent for the UI and the exact fraction beside it.
         assert per_seed[label][seed] == pytest.approx(100 * run.data.metrics["fraction.top1"])
     records = {(r.label, r.seed): r for r in result.runs}
-    assert 100 * records["kd", 1].metrics["top1"] == pytest.approx(per_seed["kd"][1]) and records["kd", 1].run_id
+    assert 100 * records["kd", 1].metrics["top1"] == pytest.approx(per_seed["kd"][1])
+    assert records["kd", 1].run_id
     (sweep,) = _runs(store_a, "sweep")
     assert sweep.info.run_id == result.sweep_run_id and sweep.info.status == "FINISHED"
     assert {a.path for a in _client(store_a).list_artifacts(sweep.info.run_id)} >= {"tiny.json"}
