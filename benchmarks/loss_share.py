@@ -1,7 +1,8 @@
 """What each row of the default board costs per epoch, and the share of the expensive losses
 (``kdsvd``, ``crd``, ``rkd``) in the board's per-batch cost: a quick measurement, not a board.
 
-Run with ``python benchmarks/loss_share.py [EPOCHS]`` (default 3). Every row of
+Run with ``python benchmarks/loss_share.py [EPOCHS [ROW ...]]`` (default 3, every row; to
+compare two versions of the code on a busy machine, alternate them row by row). Every row of
 ``leaderboard/mnist1d.toml`` (the baseline and each method row, seed 0) trains ``EPOCHS``
 epochs of its main phase one run at a time (no stacking), with 1 torch thread, in this
 process; a row's cost is the median CPU time between the ends of its consecutive epochs
@@ -33,7 +34,7 @@ STAGE_EPOCHS = {"fitnet": "hint_epochs", "fsp": "fsp_epochs", "ab": "epochs",
 EXPENSIVE = ("kdsvd", "crd", "rkd")
 
 
-def main(epochs: int = 3) -> None:
+def main(epochs: int = 3, rows: tuple[str, ...] = ()) -> None:
     torch.set_num_threads(1)
     plugins = train.plugins()
     spec = replace(load("mnist1d", plugins).with_options(seeds=1), batch_runs=1)
@@ -45,6 +46,8 @@ def main(epochs: int = 3) -> None:
         teacher = train.execute(sweep.teacher.job)
         assert teacher.status == "finished", teacher.error
         for run in sweep.students():
+            if rows and run.label not in rows:
+                continue
             job = replace(run.job, recipe=replace(run.job.recipe, epochs=epochs + 1), threads=1)
             if run.method in STAGE_EPOCHS:
                 job = replace(job, method_params={**job.method_params, STAGE_EPOCHS[run.method]: 1})
@@ -67,4 +70,4 @@ def main(epochs: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:2]))
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3, tuple(sys.argv[2:]))

@@ -13,13 +13,8 @@ rather than the embeddings themselves. With the Huber loss ``l_δ`` (δ = 1):
 Convention: the authors' code (lenscloth/RKD, ``metric/loss.py``), which takes
 the means over all ``B²`` pairs and ``B³`` triplets, the degenerate ones
 included (their relation is 0 on both sides), and clamps squared distances at
-1e-12 before the square root. The student's angles are the authors' normalised
-differences; the frozen teacher's, which need no gradient, come from its Gram
-matrix G = t tᵀ, ⟨t_i − t_j, t_k − t_j⟩ = G_ik − G_ij − G_jk + G_jj, in float64
-(its cancellation between near points needs the digits): ``B³`` sums instead of
-``B³·D`` products, and closer to exact than the float32 differences. The
-relations only depend on the batch size, so student and teacher embeddings may
-differ in width. Defaults λ_D = 25,
+1e-12 before the square root. The relations only depend on the batch size, so
+student and teacher embeddings may differ in width. Defaults λ_D = 25,
 λ_A = 50 are the paper's for classification, also the CRD benchmark's.
 """
 
@@ -52,35 +47,9 @@ def distance_potential(e: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def angle_potential(e: Tensor) -> Tensor:
-    """ψ_A: ``B × B × B`` cosines of the angle at every vertex of every triplet:
-    ``[j, i, k]`` is ⟨e^{ij}, e^{kj}⟩, zero where i = j or k = j."""
+    """ψ_A: ``B × B × B`` cosines of the angle at every vertex of every triplet."""
     u = F.normalize(e[None, :, :] - e[:, None, :], p=2, dim=2)
     return u @ u.transpose(1, 2)
-
-
-@torch.no_grad()
-def gram_angle_potential(t: Tensor, block: int = 4) -> Tensor:
-    """ψ_A of :func:`angle_potential` from the Gram matrix of the centred points, in float64,
-    without gradient (the frozen teacher's).
-
-    With G = t tᵀ and q_ij = 1/‖t_i − t_j‖ (0 for i = j and for points closer than 10⁻⁶ of
-    the spread, whose direction is rounding noise): ψ_A[j, i, k] = q_ji q_jk (G_ik − r_ji −
-    r_jk) with r_ji = G_ji − G_jj/2, a rank-2 update of (q_j q_jᵀ) ∘ G per vertex j, for
-    ``block`` vertices at a time: their float64 temporaries stay in cache (B = 100 at once
-    is 8 MB, which made it slower than the float32 differences on a busy machine).
-    """
-    dtype, t = t.dtype, t.double()
-    t = t - t.mean(0)  # the Gram's entries at the scale of the distances, not of the mean
-    G = t @ t.T
-    g = G.diagonal()
-    d2 = g[:, None] + g[None, :] - 2 * G  # ‖t_i − t_j‖²
-    q = torch.where(d2 > 1e-12 * g.max(), d2.clamp(min=1e-300).rsqrt(), 0)
-    r = (G - g[:, None] / 2) * q
-    rq, qr = torch.stack([r, q], 2), torch.stack([q, r], 1)
-    return torch.cat([
-        torch.baddbmm(torch.mul(q[j:j + block, :, None], q[j:j + block, None, :]).mul_(G),
-                      rq[j:j + block], qr[j:j + block], alpha=-1).to(dtype)
-        for j in range(0, len(t), block)])
 
 
 def rkd_distance_loss(e_s: Tensor, e_t: Tensor) -> Tensor:
@@ -89,9 +58,8 @@ def rkd_distance_loss(e_s: Tensor, e_t: Tensor) -> Tensor:
 
 
 def rkd_angle_loss(e_s: Tensor, e_t: Tensor) -> Tensor:
-    """Angle-wise loss: Huber between the angle tensors of the student's embeddings ``e_s``
-    and the frozen teacher's ``e_t`` (no gradient reaches it)."""
-    return F.smooth_l1_loss(angle_potential(e_s), gram_angle_potential(e_t))
+    """Angle-wise loss: Huber between the angle tensors."""
+    return F.smooth_l1_loss(angle_potential(e_s), angle_potential(e_t))
 
 
 @dataclass(frozen=True)
