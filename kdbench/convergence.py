@@ -382,9 +382,11 @@ def recorded(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path, device
         gains, verdict, message, _ = judge(budgets, higher)
         first = next(b for b in budgets if b.factor > 1)
         gain = next(g for g in gains if g.factor == first.factor)
-        finite = math.isfinite(gain.ci95[0])
+        def number(x: float) -> float | None:
+            return round(x, 6) if math.isfinite(x) else None
+
+        interval = [number(c) for c in gain.ci95]
         return {**unchecked, "verdict": verdict, "budget": first.label, "epochs": first.epochs,
-                "gain": round(gain.mean, 6), "seeds": gain.seeds,
-                "ci95": [round(c, 6) for c in gain.ci95] if finite else None,
-                "message": message}
+                "gain": number(gain.mean), "seeds": gain.seeds,
+                "ci95": interval if None not in interval else None, "message": message}
     return unchecked

@@ -172,9 +172,9 @@ class Tracker:
     def log_board(self, sweep_id: str, board: dict[str, Any]) -> None:
         """The leaderboard on its sweep's run, for the UI: per row ``<row>.mean``, ``.std``,
         ``.delta``, ``.delta_lo``, ``.delta_hi``, ``.p_holm``, ``.rank`` (the board's units)
-        and the tag ``kdbench.verdict.<row>``; the table as the MLflow table
-        ``leaderboard-table.json`` (the terminal's); the board in markdown (its table, lines and notes) as
-        the run's description."""
+        and the tag ``kdbench.verdict.<row>``; the terminal's table as the MLflow table
+        :data:`BOARD_TABLE`; the board in markdown (its lines, table and notes) as the run's
+        description."""
         from mlflow.entities import Metric, RunTag
 
         from kdbench import leaderboard
@@ -182,7 +182,7 @@ class Tracker:
         metrics: dict[str, float | None] = {
             "teacher.mean": board["teacher"]["value"], "baseline.mean": board["baseline"]["mean"],
             "baseline.std": board["baseline"]["std"], "baseline.train": board["baseline"]["train"]}
-        tags = {TAG + "unit": board.get("unit", "percent")}
+        tags = {UNIT: board.get("unit", "percent")}
         for rank, row in enumerate(board["rows"], 1):
             key = metric_key(row["method"])
             lo, hi = row.get("delta_ci95") or (None, None)
@@ -191,7 +191,7 @@ class Tracker:
                       "rank": float(rank)}
             metrics.update({f"{key}.{k}": v for k, v in values.items()})
             tags[f"{TAG}verdict.{key}"] = row.get("verdict") or "–"
-        tags[NOTE] = leaderboard.markdown(board, statistics=False)[:5000]
+        tags[NOTE] = _within(leaderboard.markdown(board, statistics=False), NOTE_LIMIT)
         now = int(time.time() * 1000)
         _retry(self.client.log_batch, sweep_id,
                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()
@@ -568,6 +568,18 @@ def _final(logged: dict[str, float], metrics: tuple[str, ...], percent: bool = F
                 continue
             break
     return values
+
+
+NOTE_LIMIT = 8000
+"""MLflow's longest tag value."""
+
+
+def _within(text: str, limit: int) -> str:
+    """``text``, cut at the last whole line that fits in ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 100].rsplit("\n", 1)[0]
+    return cut + "\n\n(cut: the whole board is in the artifacts)\n"
 
 
 def in_percent(key: str, metrics: tuple[str, ...]) -> bool:
