@@ -333,6 +333,7 @@ def run(benchmark: str | Path = DEFAULT_BENCHMARK, *, seeds: int | None = None,
     from kdbench.tracking import Tracker
 
     spec, sweep = p.spec, p.sweep
+    options = board_options(spec, correction, family)
     tracker = Tracker(tracking_uri)
     chosen = executors.configured(p.plugins, spec, executor, workers, p.device, address,
                                   runs_per_gpu)
@@ -343,7 +344,6 @@ def run(benchmark: str | Path = DEFAULT_BENCHMARK, *, seeds: int | None = None,
         "until_decided": until_decided, "smoke": spec.protocol.smoke})
     session = Session(p.plugins, spec, tracker, chosen, experiment, sweep_id, p.cache,
                       p.device, p.rows, progress)
-    options = board_options(spec, correction, family)
     higher = p.plugins.higher_is_better(spec.metric)
 
     def train() -> tuple[Sweep, dict[str, RunResult], Options]:

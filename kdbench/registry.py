@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -56,43 +55,67 @@ def lazy(value: Any) -> Lazy | None:
     return Lazy(value) if isinstance(value, str) else None
 
 
+class _Loaded:
+    """A field of :class:`Entry` that may hold a :class:`Lazy` reference and reads as what it
+    names, imported on first read (a dataclass field with a descriptor: ``Entry(...)`` and
+    ``dataclasses.replace`` see the loaded value). ``None`` reads as ``default(entry)``."""
+
+    def __init__(self, default: Callable[[Entry], Any] | None = None,
+                 check: Callable[[Entry, Any], None] | None = None) -> None:
+        self.default, self.check = default, check
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.slot = name, f"_{name}"
+
+    def __get__(self, entry: Entry | None, owner: type | None = None) -> Any:
+        if entry is None:
+            raise AttributeError(self.name)  # no default value for the dataclass field
+        value = entry.__dict__[self.slot]
+        reference = lazy(value) if entry.kind != "benchmarks" else None
+        if reference is not None:
+            value = entry.load(reference)
+            if self.check is not None:
+                self.check(entry, value)
+            entry.__dict__[self.slot] = value
+        if value is None and self.default is not None:
+            value = self.default(entry)
+        return value
+
+    def __set__(self, entry: Entry, value: Any) -> None:
+        entry.__dict__[self.slot] = value
+
+
+def _dataclass(entry: Entry, params: Any) -> None:
+    if params is not None and not dataclasses.is_dataclass(params):
+        raise PluginError(f"{entry.plugin!r}: params of {entry.kind[:-1]} {entry.name!r} must "
+                          "be a dataclass")
+
+
+def _params_of(entry: Entry) -> type | None:
+    """The factory's ``Params`` attribute, for an entry registered without params."""
+    params = getattr(entry.factory, "Params", None)
+    _dataclass(entry, params)
+    return params
+
+
 @dataclass(frozen=True)
 class Entry:
     """One registered thing: a factory under a name, with its hyperparameters.
 
-    A factory registered by reference (:class:`Lazy`) is imported when ``factory`` or
-    ``params`` is first read; one that cannot be raises :class:`PluginError` naming it."""
+    A factory or params registered by reference (:class:`Lazy`) is imported when first read;
+    one that cannot be raises :class:`PluginError` naming the plugin and the reference."""
 
     kind: str
     name: str
-    target: Any
-    """The factory, or a :class:`Lazy` reference to it."""
-    params_target: type | Lazy | None
+    factory: Any = _Loaded()
+    params: type | None = _Loaded(_params_of, _dataclass)
+    """``None`` at registration: the factory's ``Params`` attribute, if any."""
     plugin: str
-    about: str | None = None
-    """The description given at registration."""
+    description: str = _Loaded(lambda entry: _first_line(entry.factory))
+    """``None`` at registration: the first line of the factory's docstring."""
 
-    @functools.cached_property
-    def factory(self) -> Any:
-        reference = lazy(self.target) if self.kind != "benchmarks" else None
-        return self._resolve(reference) if reference is not None else self.target
-
-    @functools.cached_property
-    def params(self) -> type | None:
-        reference = lazy(self.params_target)
-        params = self._resolve(reference) if reference is not None else self.params_target
-        if params is None:
-            params = getattr(self.factory, "Params", None)
-        if params is not None and not dataclasses.is_dataclass(params):
-            raise PluginError(f"{self.plugin!r}: params of {self.kind[:-1]} {self.name!r} must "
-                              "be a dataclass")
-        return params
-
-    @functools.cached_property
-    def description(self) -> str:
-        return self.about or _first_line(self.factory)
-
-    def _resolve(self, reference: Lazy) -> Any:
+    def load(self, reference: Lazy) -> Any:
+        """What ``reference`` names, or :class:`PluginError` naming this entry's plugin."""
         try:
             return reference.resolve()
         except PluginError:
@@ -137,10 +160,10 @@ class Registry:
                     f"{kind[:-1]} {name!r} is registered by both {other!r} and {plugin!r}; "
                     "register each name once"
                 )
-            entry = Entry(kind, name, factory, lazy(params) or params, plugin, description)
+            entry = Entry(kind, name, factory, params, plugin, description)
             if lazy(factory) is None or kind == "benchmarks":
                 # A factory given as an object is loaded already: its params are checked now.
-                entry.params  # noqa: B018
+                _dataclass(entry, entry.params)
             table[name] = entry
 
         return register

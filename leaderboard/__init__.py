@@ -1,8 +1,9 @@
 """kdbench's built-in benchmark files, registered by name as a plugin.
 
 Every ``*.toml`` beside this file is a benchmark; ``kdbench run NAME`` finds
-``NAME.toml`` here. The leaderboards that runs produce are written beside them
-by default (``--out``).
+``NAME.toml`` here. The committed leaderboards beside them were written with
+``--out leaderboard``; a plain ``kdbench run`` writes to ``./results`` and never
+overwrites them.
 """
 
 from __future__ import annotations
