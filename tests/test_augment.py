@@ -74,9 +74,9 @@ def test_the_teacher_sees_the_augmented_batch_the_student_saw(cache_dir, monkeyp
     init = train.TeacherTaps.__init__
     datasets = []
 
-    def teacher_init(self, tapped, data, *args):
+    def teacher_init(self, tapped, data, *args, **options):
         datasets.append(data)  # the training split as the run sees it
-        init(self, tapped, data, *args)
+        init(self, tapped, data, *args, **options)
 
     monkeypatch.setattr(train.TeacherTaps, "__init__", teacher_init)
     monkeypatch.setattr(Tapped, "forward", tapped_forward)
