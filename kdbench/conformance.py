@@ -30,12 +30,13 @@ The pytest side (``pytest --kdbench-conformance``) lives in :mod:`kdbench.testin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import tempfile
 import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,18 @@ class MethodReport:
 
 def _fail(who: str, what: str) -> Nonconformance:
     return Nonconformance(f"{who}: {what}")
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Checks are tiny: one intra-op thread, since more on a busy machine spin for seconds
+    (the pytest suite does the same for a whole session)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # Parameters ---------------------------------------------------------------------------
@@ -189,7 +202,12 @@ def check_model(name: str, info: DataInfo | None = None, params: dict[str, Any] 
     With ``info`` ``None`` the model is tried on :data:`INPUT_SHAPES` in turn and checked on
     the first it accepts. Returns the ``DataInfo`` it was checked on.
     """
-    plugins = plugins or Plugins.load()
+    with _one_thread():
+        return _check_model(name, info, params, plugins or Plugins.load())
+
+
+def _check_model(name: str, info: DataInfo | None, params: dict[str, Any] | None,
+                 plugins: Plugins) -> DataInfo:
     who = f"model {name!r}"
     candidates = [info] if info is not None else \
         [DataInfo(shape, 10, 64) for shape in INPUT_SHAPES]
@@ -317,7 +335,12 @@ def check_method(name: str, pairs: Sequence[Pair] = PAIRS, params: dict[str, Any
     method's own modules, and never a frozen teacher; ``steps`` Adam steps on that batch
     lower the main loss; the same seed gives the same terms.
     """
-    plugins = plugins or Plugins.load()
+    with _one_thread():
+        return _check_method(name, pairs, params, plugins or Plugins.load(), steps)
+
+
+def _check_method(name: str, pairs: Sequence[Pair], params: dict[str, Any] | None,
+                  plugins: Plugins, steps: int) -> MethodReport:
     entry = plugins.entry("methods", name)
     who = f"method {name!r}"
     checked, refused, terms = [], [], set()

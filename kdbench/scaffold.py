@@ -46,8 +46,8 @@ def add_command(sub: argparse._SubParsersAction, parents: list[argparse.Argument
 def cmd_new(args: argparse.Namespace) -> int:
     """``kdbench new``: write the package and say what to type next."""
     folder = write(args.kind, args.name, args.dir)
-    shown = folder if folder.is_absolute() and not folder.is_relative_to(Path.cwd()) \
-        else folder.resolve().relative_to(Path.cwd())
+    here, there = Path.cwd().resolve(), folder.resolve()
+    shown = there.relative_to(here) if there.is_relative_to(here) else there
     names = names_of(args.name)
     print(f"kdbench: wrote {shown}/ ({names['dist']}: {args.kind} {args.name!r}); next:\n"
           f"  cd {shown}\n  pip install -e .\n  python -m pytest\n"

@@ -125,3 +125,13 @@ def _teacher_job(bench, plugins: Plugins, cache_dir: Path):
     from kdbench import sweep as sweeps
 
     return sweeps.plan(bench, plugins, cache_dir).teacher.job
+
+
+def test_a_folder_outside_the_working_directory_is_named_in_full(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    inside = tmp_path / "work"
+    inside.mkdir()
+    monkeypatch.chdir(inside)
+    assert main(["new", "metric", "elsewhere", "--dir", ".."]) == 0
+    assert f"  cd {tmp_path.resolve() / 'elsewhere'}\n" in capsys.readouterr().out
+    assert (tmp_path / "elsewhere" / "elsewhere.toml").is_file()
