@@ -574,7 +574,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                          observer=lambda: Progress(workers=getattr(executor, "workers", 1)))
     toml = tuning.write_toml(result, args.out)
     for row in result.rows:
-        best = f"{row.best_value:.4f} with {row.best}" if row.best_value is not None else row.note
+        best = f"{100 * row.best_value:.2f}% with {row.best}" if row.best_value is not None \
+            else row.note
         print(f"tuned {row.label}: best validation {spec.metric} {best} "
               f"({len(row.trials)} trials, {row.trained} run now)")
 
