@@ -297,7 +297,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                      tracebacks=args.debug)
     metric = tuned.tuning.spec.metric
     for row in tuned.tuning.rows:
-        best = f"{row.best_value:.4f} with {row.best}" if row.best_value is not None else row.note
+        best = f"{100 * row.best_value:.2f}% with {row.best}" if row.best_value is not None \
+            else row.note
         print(f"tuned {row.label}: best validation {metric} {best} "
               f"({len(row.trials)} trials, {row.trained} run now)")
     return _published(tuned.result,

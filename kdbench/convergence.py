@@ -338,8 +338,10 @@ def line(run: Run, result: RunResult) -> str:
     """One finished run, as the CLI reports it while the check trains."""
     if result.status != "finished":
         return f"{run.describe()}: FAILED: {result.error}"
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k.startswith("val."))
-    return f"{run.describe()}: {shown} ({result.seconds:.1f} s)"
+    from kdbench.progress import shown
+
+    values = {k: v for k, v in result.metrics.items() if k.startswith("val.")}
+    return f"{run.describe()}: {shown(values, run.job.metrics)} ({result.seconds:.1f} s)"
 
 
 def recorded(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path, device: str

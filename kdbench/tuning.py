@@ -509,7 +509,7 @@ class _Session:
             self.tracker.log_values(trial.run_id, {"score": score})
             self.tracker.end_sweep(trial.run_id, "FINISHED")
             self.report(f"tune {row.label}: trial {done}/{self.settings.trials} "
-                        f"{_describe(trial.setting)}: {self.metric} {score:.4f}")
+                        f"{_describe(trial.setting)}: {self.metric} {100 * score:.2f}%")
         row.tuning.trained += 1
 
     def _close(self, row: _Row) -> None:
@@ -585,8 +585,8 @@ def tuned_toml(tuning: Tuning) -> str:
              f"# Optuna storage: {tuning.settings.storage}",
              "# Rerun with `kdbench run <this file>`. Best validation score per row:"]
     for row in tuning.rows:
-        what = f"{row.best_value:.4f} ({_describe(row.best)})" if row.best_value is not None \
-            else row.note or "not tuned"
+        what = (f"{100 * row.best_value:.2f}% ({_describe(row.best)})"
+                if row.best_value is not None else row.note or "not tuned")
         lines.append(f"#   {row.label}: {what}; study {row.study}")
     return "\n".join(lines) + "\n\n" + tomlwrite.dump(doc)
 

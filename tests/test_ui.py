@@ -67,6 +67,10 @@ def test_the_ui_opens_on_the_runs_with_their_columns(tiny: Path, tmp_path: Path)
     kd = client.search_runs([experiment], "params.row = 'kd' and params.seed = '1'")[0]
     sweep = client.search_runs([experiment], "tags.`kdbench.role` = 'sweep'")[0]
     board = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    assert ui.find(uri, None) == ui.Target("tiny", experiment, sweep.info.run_id, "tiny.html")
+    with pytest.raises(KdbenchError, match=r"no experiment 'mnist1d' in sqlite:///.*; it has: "
+                       r"tiny \(`kdbench run mnist1d` creates it\)"):
+        ui.find(uri, "mnist1d")
     # The sweep's run carries the board, in its units: per row metrics, the verdict, a table.
     (row,) = board["rows"]
     assert sweep.data.metrics["kd.delta"] == pytest.approx(row["delta"])
@@ -93,9 +97,8 @@ def test_the_ui_opens_on_the_runs_with_their_columns(tiny: Path, tmp_path: Path)
         assert "workflowType=machine_learning" in runs_url and "tiny.html" in board_url
         assert sweep.info.run_id in board_url
 
-        dom = _browser(tmp_path, runs_url, "--dump-dom")
         shot = tmp_path / "runs.png"
-        _browser(tmp_path, runs_url, f"--screenshot={shot}")
+        dom = _browser(tmp_path, runs_url, "--dump-dom", f"--screenshot={shot}")
         # Model training, not the GenAI traces view; the shared view's filter and columns.
         assert "Model training" in dom and "tags.`kdbench.role` != 'sweep'" in dom
         texts = "|" + "|".join(t.strip() for t in re.split(r"<[^>]+>", dom) if t.strip()) + "|"
@@ -133,13 +136,9 @@ def test_ui_refuses_a_busy_port_and_a_missing_store(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
-def test_ui_names_the_experiment_of_a_benchmark_file(tiny: Path, tmp_path: Path) -> None:
+def test_ui_names_the_experiment_of_a_benchmark_file(tiny: Path) -> None:
     assert ui.experiment_name(str(tiny)) == "tiny"
     assert ui.experiment_name("mnist1d-check-recipe") == "mnist1d-check-recipe"
-    uri = f"sqlite:///{tmp_path / 'ml.db'}"
-    from kdbench.tracking import Tracker
-
-    Tracker(uri)  # an empty store
-    assert ui.find(uri, None) is None
-    with pytest.raises(KdbenchError, match=r"no experiment 'mnist1d' in sqlite:///"):
-        ui.find(uri, "mnist1d")
+    tiny.write_text("seeds = 2\n")
+    with pytest.raises(KdbenchError, match="has no `name`"):
+        ui.experiment_name(str(tiny))
