@@ -210,9 +210,7 @@ def check(spec: Spec, plugins: Plugins, tracker: Any, executor: Executor, cache_
     status = "FAILED"
     try:
         # Stacked like a sweep's rows: seeds of one budget train as one model.
-        if any(r.job.engine != "plain" for r in todo) and not getattr(executor, "groups", False):
-            raise KdbenchError(f"executor {type(executor).__name__} cannot train runs stacked "
-                               "(it has no `groups = True`); use --batch-runs off")
+        sweeps.require_groups([r.job for r in todo], executor)
         members, units = batched.units([r.job for r in todo],
                                        batched.group_size(spec.batch_runs, options.seeds))
         for index, outcome in executor.map(units, lambda *_: None):

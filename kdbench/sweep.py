@@ -346,11 +346,15 @@ def batched_size(sweep: Sweep, executor: Executor) -> int:
     has stacked runs (it would train them one by one under a stacked run's identity)."""
     from kdbench import batched
 
-    if any(r.job.engine != "plain" for r in sweep.runs) and not getattr(executor, "groups",
-                                                                          False):
+    require_groups([r.job for r in sweep.runs], executor)
+    return batched.group_size(sweep.spec.batch_runs, len(sweep.spec.seeds))
+
+
+def require_groups(jobs: list[Job], executor: Executor) -> None:
+    """Refuse an executor without ``groups = True`` when ``jobs`` has stacked runs."""
+    if any(job.engine != "plain" for job in jobs) and not getattr(executor, "groups", False):
         raise KdbenchError(f"executor {type(executor).__name__} cannot train runs stacked "
                            "(it has no `groups = True`); use --batch-runs off")
-    return batched.group_size(sweep.spec.batch_runs, len(sweep.spec.seeds))
 
 
 def per_member(outcome: RunResult | list[RunResult], members: int) -> list[RunResult]:

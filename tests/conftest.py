@@ -126,3 +126,14 @@ def briefly(method: str | None, params: dict | None = None, *, student: str = "c
               component("students", student), Recipe(epochs=epochs, lr=0.01), ref, metrics,
               str(cache))
     return train.execute(job)
+
+
+@pytest.fixture
+def one_thread():
+    """Small batches run fastest on one intra-op thread, and the machine is shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

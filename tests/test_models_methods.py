@@ -17,12 +17,7 @@ from kdbench.taps import Tapped, shapes
 INFO = DataInfo((3, 32, 32), 100, 50000)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model(plugins: Plugins, name: str) -> torch.nn.Module:

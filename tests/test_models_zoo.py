@@ -182,13 +182,7 @@ def build(plugins: Plugins, name: str, info: DataInfo, device: str = "cpu") -> t
         return entry.factory(entry.make_params({}), info)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batches run fastest on one thread, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_model_is_registered(plugins: Plugins) -> None:

@@ -10,19 +10,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import torch
 
 from kdbench import conformance, scaffold
 from kdbench.cli import main
 from kdbench.plugins import Plugins
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(("argv", "says"), [
