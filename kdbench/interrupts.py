@@ -60,9 +60,14 @@ def _handle(signum: int, frame: FrameType | None) -> None:
 
 
 def _exit_now(signum: int) -> None:
-    for child in mp.active_children():
+    children = mp.active_children()
+    for child in children:
         with contextlib.suppress(OSError):
             child.kill()
+    # Reap them: an orphaned zombie is adopted by PID 1, which in a container may never wait.
+    for child in children:
+        with contextlib.suppress(OSError, AssertionError):
+            child.join(timeout=2)
     os.write(2, b"kdbench: interrupted twice: stopped at once; runs being written may be left "
                 b"RUNNING (the next kdbench run marks them KILLED)\n")
     os._exit(128 + signum)
