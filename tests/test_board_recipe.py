@@ -75,3 +75,26 @@ def test_a_recipe_still_climbing_is_a_warning(planned) -> None:
     assert f"warning: kdbench check-recipe found the baseline {message}" in text
     unsaid = leaderboard.terminal(leaderboard.build(planned, results))  # not looked up
     assert not any(line.startswith("recipe") for line in unsaid.splitlines())
+
+
+def test_a_decided_recipe_check_outweighs_the_baselines_curves(planned) -> None:
+    """Curves that rose 1 point over their last quarter: a warning unless a recipe check
+    decided; a converged check silences it and the curves' rise is stated beside it."""
+    results = {r.fingerprint: RunResult(r.fingerprint, "finished",
+                                        {"top1": 0.6 + 0.01 * r.seed, "train.top1": 0.9,
+                                         "val.gain": 0.01})
+               for r in planned.students()}
+    converged = {"verdict": "converged", "experiment": "tiny-check-recipe", "budget": "×2",
+                 "epochs": 4, "gain": 0.2, "ci95": [-0.3, 0.7], "seeds": 30,
+                 "message": "converged: ×2 epochs gains +0.2 points on validation"}
+    board = leaderboard.build(planned, results, recipe_check=converged)
+    assert board["warnings"] == []
+    assert ("recipe checked: converged (×2 = 4 epochs: +0.20 points on validation, 95% CI "
+            "-0.30 to +0.70) at 30 seeds; the baseline's validation curves rose +1.0 points "
+            "over their last quarter, which the check's longer runs outweigh") \
+        in leaderboard.terminal(board)
+    undecided = {**converged, "verdict": "undecided", "ci95": [-0.5, 1.5], "gain": 0.5}
+    for check in (undecided, {"verdict": "not checked", "experiment": "tiny-check-recipe"},
+                  None):
+        warnings = leaderboard.build(planned, results, recipe_check=check)["warnings"]
+        assert [w.split(" (")[0] for w in warnings] == ["the baseline is still climbing"], check
