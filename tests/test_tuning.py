@@ -74,7 +74,10 @@ def test_tune_end_to_end_nests_trials_and_states_its_budget(tiny: Path, tmp_path
     trials = _runs(uri, "trial")
     assert len(trials) == 4
     for trial in trials:
-        assert trial.info.status == "FINISHED" and "score" in trial.data.metrics
+        assert trial.info.status == "FINISHED"
+        score = trial.data.metrics  # in percent like the board, the fraction beside it
+        assert score["score"] == pytest.approx(100 * score["fraction.score"])
+        assert 0 < score["fraction.score"] <= 1
         assert trial.data.tags["mlflow.parentRunId"] == \
             rows[trial.data.tags["kdbench.label"]].info.run_id
     client = Tracker(uri).client
