@@ -26,6 +26,7 @@ Exit codes, for scripts and CI:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -175,6 +176,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command in ``argv`` (default: the process's arguments); its exit code.
+
+    Called as a program (no ``argv``: the ``kdbench`` script, ``python -m kdbench.cli``), it
+    ends the process itself once the command is done: the exit handlers run, but not the
+    interpreter's teardown of torch's, MLflow's and SciPy's modules, which took 1.4 s of a
+    6.6 s fully reused ``kdbench run`` and does nothing a finished command needs."""
+    code = _main(argv)
+    if argv is None:
+        _exit(code)
+    return code
+
+
+def _exit(code: int) -> None:
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe (`kdbench run | head`)
+            stream.flush()
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
     if args.disable_plugin:
