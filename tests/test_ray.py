@@ -4,62 +4,22 @@ subprocess on 127.0.0.1, a sweep through the command line, and the MLflow store 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
+from ray_head import ray_head
 
 from kdbench.cli import main
 
 ray = pytest.importorskip("ray", reason="the ray executor's tests need Ray (pip install ray)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    """``HOST:PORT`` of a one-CPU Ray head on 127.0.0.1 whose workers import this kdbench.
-
-    Started with ``--block`` so that this process owns it: stopping it is a signal to that
-    one process (``ray stop`` would stop every Ray on the machine)."""
-    port = _free_port()
-    temp = tempfile.mkdtemp(prefix="kdray")  # short: Ray's socket paths have a length limit
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-           "RAY_USAGE_STATS_ENABLED": "0"}
-    head = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-         f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if head.poll() is not None or time.monotonic() > deadline:
-            head.kill()
-            pytest.fail(f"ray start failed: {head.stderr.read().decode()[-2000:]}")
-        time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
-    ray.shutdown()
-    os.killpg(head.pid, signal.SIGINT)  # --block: the head stops the processes it started
-    try:
-        head.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
-    shutil.rmtree(temp, ignore_errors=True)
+    """``HOST:PORT`` of a one-CPU Ray head on 127.0.0.1 whose workers import this kdbench."""
+    with ray_head(cpus=1) as address:
+        yield address
 
 
 def test_a_sweep_runs_on_a_ray_cluster(cluster: str, tiny: Path, tmp_path: Path, capsys) -> None:
