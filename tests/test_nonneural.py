@@ -161,6 +161,23 @@ def test_sklearn_teacher_is_fitted_once_cached_and_fingerprinted(tmp_path: Path,
         r.fingerprint for r in sweep.students())
 
 
+def test_fitted_teachers_are_fitted_on_the_inputs_they_are_fed(tmp_path: Path, plugins,
+                                                               cache_dir: Path) -> None:
+    """A dataset whose ``prepare`` moves its samples far (×100 + 1000, as a normalisation
+    moves uint8 pixels): a teacher fitted on the stored samples would be fed inputs it never
+    saw, and predict garbage with exit 0."""
+    spec = load(str(_bench(tmp_path, SKLEARN.format(n=8))), plugins)
+    data = replace(train.prepared(sweeps.plan(spec, plugins, cache_dir).teacher.job),
+                   prepare=lambda x: x * 100 + 1000)
+    entry = plugins.entry("teachers", "sklearn")
+    teacher = entry.factory(entry.make_params(spec.teacher.params)).fit(data)
+    assert (teacher(data.inputs(data.x_val)).argmax(1) == data.y_val).float().mean() > 0.85
+    entry = plugins.entry("teachers", "features")
+    pca = entry.factory(entry.make_params({"kind": "pca", "dim": 6})).fit(data)
+    fed = data.inputs(data.x_train).flatten(1)
+    assert torch.allclose(pca.mean, fed.mean(0), rtol=1e-5)
+
+
 def test_unknown_estimator_parameters_are_refused_when_the_file_is_read(tmp_path: Path,
                                                                          plugins) -> None:
     with pytest.raises(KdbenchError, match=r"options\.pca.*n_component"):

@@ -154,7 +154,8 @@ class Estimator(Fitted):
 
     def fit(self, data: Dataset) -> nn.Module:
         estimator = pipeline(self.params)
-        x = data.x_train.flatten(1).cpu().double().numpy()
+        # Fitted on what it will be fed: every batch reaches a teacher through data.inputs.
+        x = data.inputs(data.x_train).flatten(1).cpu().double().numpy()
         try:
             estimator.fit(x, data.y_train.cpu().numpy())
         except ValueError as error:

@@ -98,7 +98,8 @@ class Features(Fitted):
 
     def fit(self, data: Dataset) -> nn.Module:
         p: FeatureParams = self.params
-        x = data.x_train.cpu()
+        # Fitted on what it will be fed: every batch reaches a teacher through data.inputs.
+        x = data.inputs(data.x_train).cpu()
         if p.kind == "hog":
             if x.dim() != 4:
                 raise KdbenchError(f"[teacher] features kind = \"hog\" needs images (C, H, W); "
