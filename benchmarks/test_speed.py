@@ -22,8 +22,9 @@ from kdbench.cli import main
 from kdbench.spec import load
 
 DEFAULT_SWEEP_TARGET_S = 4500
-"""Measured at 5bddeff: 121 min of CPU (1 h 51 min wall on a machine shared with five other
-jobs), so at least an hour on an idle 2-core machine."""
+"""Measured at 75a23eb with ``/usr/bin/time`` (the command line, not this benchmark): 57 min 15 s
+wall and 111 min of CPU on the idle 2-core machine; at 5bddeff, 1 h 51 min wall and 121 min of
+CPU on the same machine shared with five other jobs."""
 
 
 def test_one_kd_run_of_the_default_benchmark(benchmark) -> None:
