@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_speed import default_at_a_tenth
 
 from kdbench.cli import main
 
@@ -29,15 +30,10 @@ from ray_head import ray_head
 pytest.importorskip("ray", reason="needs Ray (pip install 'kdbench[ray]')")
 
 ROUNDS = 2
-SHRUNK = (("epochs = 240", "epochs = 24"),)
 
 
 def test_ray_against_the_process_pool(benchmark, tmp_path: Path) -> None:
-    text = (Path(__file__).parents[1] / "leaderboard" / "mnist1d.toml").read_text()
-    for old, new in SHRUNK:
-        text = text.replace(old, new)
-    bench = tmp_path / "mnist1d.toml"
-    bench.write_text(text)
+    bench = default_at_a_tenth(tmp_path)
     cache = tmp_path / "cache"
 
     def run(name: str, *options: str) -> float:

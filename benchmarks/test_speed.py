@@ -64,14 +64,22 @@ and DKD's warm-up; the teacher's recipe as it is): the same 96 runs in a tenth o
 so that stacking's gain on the whole board can be measured side by side in one session."""
 
 
-@pytest.mark.parametrize("batch_runs", ["auto", "off"])
-def test_the_default_sweep_at_a_tenth_of_its_epochs(benchmark, tmp_path, monkeypatch,
-                                                    batch_runs: str) -> None:
+def default_at_a_tenth(folder: Path) -> Path:
+    """``leaderboard/mnist1d.toml`` at a tenth of its training (:data:`TENTH`), written in
+    ``folder``."""
     text = (Path(__file__).parents[1] / "leaderboard" / "mnist1d.toml").read_text()
     for old, new in TENTH:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
-    (tmp_path / "mnist1d.toml").write_text(text)
+    path = folder / "mnist1d.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("batch_runs", ["auto", "off"])
+def test_the_default_sweep_at_a_tenth_of_its_epochs(benchmark, tmp_path, monkeypatch,
+                                                    batch_runs: str) -> None:
+    default_at_a_tenth(tmp_path)
     monkeypatch.chdir(tmp_path)
     args = ["run", "mnist1d.toml", "--out", str(tmp_path / "out"), "--cache-dir",
             str(tmp_path / "cache"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",

@@ -111,9 +111,10 @@ def _fail(who: str, what: str) -> Nonconformance:
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Checks are tiny: one intra-op thread, since more on a busy machine spin for seconds
-    (the pytest suite does the same for a whole session)."""
+def one_thread() -> Iterator[None]:
+    """One intra-op torch thread inside the block, the caller's count restored after. Checks
+    are tiny, and more threads on a busy machine spin for seconds (the conformance suite and
+    the tests use this too)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -202,7 +203,7 @@ def check_model(name: str, info: DataInfo | None = None, params: dict[str, Any] 
     With ``info`` ``None`` the model is tried on :data:`INPUT_SHAPES` in turn and checked on
     the first it accepts. Returns the ``DataInfo`` it was checked on.
     """
-    with _one_thread():
+    with one_thread():
         return _check_model(name, info, params, plugins or Plugins.load())
 
 
@@ -335,7 +336,7 @@ def check_method(name: str, pairs: Sequence[Pair] = PAIRS, params: dict[str, Any
     method's own modules, and never a frozen teacher; ``steps`` Adam steps on that batch
     lower the main loss; the same seed gives the same terms.
     """
-    with _one_thread():
+    with one_thread():
         return _check_method(name, pairs, params, plugins or Plugins.load(), steps)
 
 

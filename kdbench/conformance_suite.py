@@ -7,6 +7,7 @@ installed plugins when the session starts, so a new plugin is checked without a 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import pytest
 
@@ -39,14 +40,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_thread() -> None:
+def _one_thread() -> Iterator[None]:
     """Checks are tiny: one intra-op thread, since two on a busy machine spin for seconds."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with conformance.one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -382,11 +382,13 @@ def recorded(spec: Spec, plugins: Plugins, tracker: Any, cache_dir: Path, device
         gains, verdict, message, _ = judge(budgets, higher)
         first = next(b for b in budgets if b.factor > 1)
         gain = next(g for g in gains if g.factor == first.factor)
-        def number(x: float) -> float | None:
-            return round(x, 6) if math.isfinite(x) else None
-
-        interval = [number(c) for c in gain.ci95]
+        interval = [_number(c) for c in gain.ci95]
         return {**unchecked, "verdict": verdict, "budget": first.label, "epochs": first.epochs,
-                "gain": number(gain.mean), "seeds": gain.seeds,
+                "gain": _number(gain.mean), "seeds": gain.seeds,
                 "ci95": interval if None not in interval else None, "message": message}
     return unchecked
+
+
+def _number(x: float) -> float | None:
+    """``x`` as the board's JSON holds it: rounded to 1e-6, ``None`` when not finite."""
+    return round(x, 6) if math.isfinite(x) else None

@@ -217,12 +217,17 @@ def _protocol(sweep: Sweep) -> dict[str, Any]:
 
 def _warnings(metric: str, higher_is_better: bool, train_value: float | None,
               gain: float | None, epochs: int) -> list[str]:
-    if gain is None or (gain if higher_is_better else -gain) <= CLIMBING:
+    if not _climbs(gain, higher_is_better):
         return []
     trained = f"; train {metric} {100 * train_value:.2f}%" if train_value is not None else ""
     return [f"the baseline is still climbing (validation {metric} {100 * gain:+.1f} points "
             f"over the last quarter of its {epochs} epochs{trained}): lengthen [recipe] epochs "
             "(see kdbench check-recipe)"]
+
+
+def _climbs(gain: float | None, higher_is_better: bool) -> bool:
+    """Whether the baseline's curves rose (``gain``, a fraction) more than :data:`CLIMBING`."""
+    return gain is not None and (gain if higher_is_better else -gain) > CLIMBING
 
 
 def _decided(check: dict[str, Any] | None) -> bool:
@@ -255,9 +260,9 @@ def recipe_line(board: dict[str, Any]) -> str:
     line = (f"recipe checked: {check['verdict']} ({check['budget']} = {check['epochs']} "
             f"epochs: {check['gain']:+.2f} points on validation{interval}) at "
             f"{check['seeds']} seeds")
-    gain = (board.get("baseline") or {}).get("val_gain")
-    sign = 1 if board.get("higher_is_better", True) else -1
-    if check["verdict"] == "converged" and gain is not None and sign * gain > 100 * CLIMBING:
+    gain = (board.get("baseline") or {}).get("val_gain")  # in points
+    if check["verdict"] == "converged" and gain is not None and \
+            _climbs(gain / 100, board.get("higher_is_better", True)):
         line += (f"; the baseline's validation curves rose {gain:+.1f} points over their last "
                  "quarter, which the check's longer runs outweigh")
     return line

@@ -61,8 +61,9 @@ class _Loaded:
     ``dataclasses.replace`` see the loaded value). ``None`` reads as ``default(entry)``."""
 
     def __init__(self, default: Callable[[Entry], Any] | None = None,
-                 check: Callable[[Entry, Any], None] | None = None) -> None:
-        self.default, self.check = default, check
+                 check: Callable[[Entry, Any], None] | None = None, references: bool = True
+                 ) -> None:
+        self.default, self.check, self.references = default, check, references
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name, self.slot = name, f"_{name}"
@@ -71,7 +72,7 @@ class _Loaded:
         if entry is None:
             raise AttributeError(self.name)  # no default value for the dataclass field
         value = entry.__dict__[self.slot]
-        reference = lazy(value) if entry.kind != "benchmarks" else None
+        reference = lazy(value) if self.references and entry.kind != "benchmarks" else None
         if reference is not None:
             value = entry.load(reference)
             if self.check is not None:
@@ -111,7 +112,7 @@ class Entry:
     params: type | None = _Loaded(_params_of, _dataclass)
     """``None`` at registration: the factory's ``Params`` attribute, if any."""
     plugin: str
-    description: str = _Loaded(lambda entry: _first_line(entry.factory))
+    description: str = _Loaded(lambda entry: _first_line(entry.factory), references=False)
     """``None`` at registration: the first line of the factory's docstring."""
 
     def load(self, reference: Lazy) -> Any:

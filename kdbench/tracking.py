@@ -591,6 +591,12 @@ def in_percent(key: str, metrics: tuple[str, ...]) -> bool:
     return key == "val.gain" or any(key == m or key.endswith("." + m) for m in metrics)
 
 
+def in_percent_with_fraction(name: str, fraction: float) -> dict[str, float]:
+    """A fraction logged as run metrics are: in percent under ``name`` (:func:`_shown`), the
+    exact fraction beside it under ``fraction.<name>``."""
+    return {name: _shown(fraction, True), FRACTION + name: fraction}
+
+
 def _shown(value: float, percent: bool) -> float:
     """``value`` as MLflow shows it: in percent, to 1e-4 points, when ``percent`` (the exact
     fraction is logged beside it)."""

@@ -69,7 +69,7 @@ from kdbench.params import Choice, LogUniform, Space, as_dict, search_space
 from kdbench.plugins import Plugins
 from kdbench.runs import Run, RunResult
 from kdbench.spec import Recipe, Spec, check_recipe, read
-from kdbench.tracking import FRACTION
+from kdbench.tracking import in_percent_with_fraction
 
 TUNING_SEED = 1000
 """The first tuning seed: far from the evaluation seeds a benchmark lists (0, 1, 2, ...)."""
@@ -315,7 +315,8 @@ class _Row:
             run_id = trial.user_attrs.get(MLFLOW_RUN)
             if run_id and session.tracker.client.get_run(run_id).info.status == "RUNNING":
                 if trial.state == TrialState.COMPLETE:
-                    session.tracker.log_values(run_id, _percent("score", trial.value))
+                    session.tracker.log_values(
+                        run_id, in_percent_with_fraction("score", trial.value))
                 session.tracker.end_sweep(run_id, ended[trial.state])
         # A kill between a trial run's creation and Optuna's note of it leaves a run that no
         # trial names; nothing of this study is running now, so it was killed.
@@ -508,7 +509,7 @@ class _Session:
         else:
             score = sum(values) / len(values)
             row.study.tell(trial.trial, score)
-            self.tracker.log_values(trial.run_id, _percent("score", score))
+            self.tracker.log_values(trial.run_id, in_percent_with_fraction("score", score))
             self.tracker.end_sweep(trial.run_id, "FINISHED")
             self.report(f"tune {row.label}: trial {done}/{self.settings.trials} "
                         f"{_describe(trial.setting)}: {self.metric} {100 * score:.2f}%")
@@ -519,15 +520,10 @@ class _Session:
         if row.study is None:
             return
         t = row.tuning
-        self.tracker.log_values(row.parent, _percent("best_score", t.best_value)
+        self.tracker.log_values(row.parent, in_percent_with_fraction("best_score", t.best_value)
                                 if t.best_value is not None else {},
                                 {f"best.{k}": v for k, v in t.best.items()})
         self.tracker.end_sweep(row.parent, "FINISHED")
-
-
-def _percent(name: str, fraction: float) -> dict[str, float]:
-    """A score as the runs' metrics are logged: in percent, the exact fraction beside it."""
-    return {name: 100.0 * fraction, FRACTION + name: fraction}
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -129,11 +130,9 @@ def briefly(method: str | None, params: dict | None = None, *, student: str = "c
 
 
 @pytest.fixture
-def one_thread():
+def one_thread() -> Iterator[None]:
     """Small batches run fastest on one intra-op thread, and the machine is shared."""
-    import torch
+    from kdbench.conformance import one_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield

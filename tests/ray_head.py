@@ -14,11 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from kdbench.ui import free_port
 
 
 @contextlib.contextmanager
@@ -30,7 +26,7 @@ def ray_head(cpus: int) -> Iterator[str]:
     one process (``ray stop`` would stop every Ray on the machine)."""
     import ray
 
-    port = _free_port()
+    port = free_port(0)
     temp = tempfile.mkdtemp(prefix="kdray")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
            "RAY_USAGE_STATS_ENABLED": "0"}

@@ -63,3 +63,21 @@ def test_a_broken_reference_is_one_line_naming_the_plugin() -> None:
     assert Lazy("kdbench.retrieval:BUILTIN", "map").resolve()(None).name == "map"
     with pytest.raises(PluginError, match="not a 'module:attribute' reference"):
         Lazy("kdbench.retrieval").resolve()
+
+
+def test_a_description_is_text_never_a_reference() -> None:
+    """A description given at registration reads back as given (a colon in it does not make
+    it a 'module:attribute' reference); without one, the factory's first docstring line."""
+    registry = Registry()
+    register = registry.callback("methods", "mine")
+
+    def factory() -> None:
+        """Mine: a method of my own.
+
+        More words."""
+
+    register("said", factory, None, "A description: with a colon")
+    register("unsaid", factory)
+    table = registry.tables["methods"]
+    assert table["said"].description == "A description: with a colon"
+    assert table["unsaid"].description == "Mine: a method of my own."

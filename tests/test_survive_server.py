@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,13 @@ import pytest
 from test_survive_shared import concurrently
 from test_survive_worker import kdbench, runs
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from kdbench.ui import free_port
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     """A real MLflow tracking server on a free loopback port; its URI."""
-    port = free_port()
+    port = free_port(0)
     root = tmp_path / "server"
     root.mkdir()
     mlflow = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
