@@ -83,3 +83,34 @@ def test_image_benchmark_passes_smoke(name: str, raw: dict, data_root: Path, tmp
     assert len(board["rows"]) == len(raw["methods"]) or "T" in str(raw["methods"])
     assert ("published" in board) == ("published" in raw)
     assert "SMOKE TEST" in capsys.readouterr().out
+
+
+def _seed003_resnet_shapes(n: int, classes: int = 100) -> list[tuple[int, ...]]:
+    """The weight shapes of seed 003's ResNet (sseung0703/KD_methods_with_TF, nets/ResNet.py)
+    on 32×32 inputs: widths [32, 64, 128, 256], ``n`` basic blocks per stage (1 for its
+    student, 5 for its teacher), a 1×1 projection where the width or the stride changes."""
+    shapes = [(32, 3, 3, 3)]
+    c_in = 32
+    for c_out in (64, 128, 256):
+        for block in range(n):
+            shapes += [(c_out, c_in, 3, 3), (c_out, c_out, 3, 3)]
+            if block == 0:
+                shapes.append((c_out, c_in, 1, 1))
+            c_in = c_out
+    return [*shapes, (classes, 256)]
+
+
+def test_seed003_trains_the_seeds_own_networks() -> None:
+    """Seed 003's "ResNet-32 → ResNet-8" are four times as wide as He et al.'s: its
+    published 71.76% belongs to those networks, so the benchmark must train them."""
+    from kdbench.data import DataInfo
+
+    raw = dict(BENCHMARKS)["seed003_cifar100_resnet32_resnet8"]
+    plugins = train.plugins()
+    info = DataInfo((3, 32, 32), 100, 100)
+    for model, n in ((raw["student"]["name"], 1), (raw["teacher"]["model"], 5)):
+        entry = plugins.entry("students", model)
+        net = entry.factory(entry.make_params({}), info)
+        weights = sorted(tuple(p.shape) for name, p in net.named_parameters()
+                         if p.dim() > 1)
+        assert weights == sorted(_seed003_resnet_shapes(n)), model
