@@ -156,8 +156,18 @@ class Tracker:
             held = found.tags if found is not None else {}
             for key, value in tags.items():
                 if held.get(key) != value:
-                    self.client.set_experiment_tag(experiment_id, key, value)
+                    self._tag_experiment(experiment_id, key, value)
         return experiment_id
+
+    def _tag_experiment(self, experiment_id: str, key: str, value: str) -> None:
+        try:
+            self.client.set_experiment_tag(experiment_id, key, value)
+        except Exception:
+            # Sweeps started together on a tracking server can both find the tag missing and
+            # both insert it: MLflow's SQL store checks, then inserts, and the second insert
+            # fails ("UNIQUE constraint failed: experiment_tags.key"; seen in the test of
+            # three sweeps on one server). The tag exists now, so setting it again updates it.
+            self.client.set_experiment_tag(experiment_id, key, value)
 
     def finished_sweeps(self, experiment_id: str) -> list[dict[str, str]]:
         """The params of every FINISHED sweep (parent run) of ``experiment_id``, newest

@@ -68,3 +68,38 @@ def test_three_sweeps_share_a_tracking_server(server: str, tiny: Path, tmp_path:
     assert other.returncode == 0, other.stderr
     assert "is missing; restored it from MLflow run" in other.stderr
     assert len(runs(server)) == 5
+
+
+def test_sweeps_starting_together_tag_one_experiment(server: str, tiny: Path) -> None:
+    """Sweeps that start together all find the new experiment untagged and all tag it; the
+    server's store checks, then inserts, so all but one insert used to fail ("UNIQUE
+    constraint failed: experiment_tags.key") and their `kdbench run` exited 1."""
+    import dataclasses
+    import threading
+
+    from kdbench import tracking
+    from kdbench.plugins import Plugins
+    from kdbench.spec import load
+
+    spec = load(str(tiny), Plugins.load())
+    failures: list[BaseException] = []
+    for attempt in range(4):
+        named = dataclasses.replace(spec, name=f"together-{attempt}")
+        trackers = [tracking.Tracker(server) for _ in range(6)]
+        start = threading.Barrier(len(trackers))
+
+        def open_experiment(tracker: tracking.Tracker, named=named, start=start) -> None:
+            start.wait()
+            try:
+                tracker.experiment(named)
+            except Exception as error:
+                failures.append(error)
+
+        threads = [threading.Thread(target=open_experiment, args=(t,)) for t in trackers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures[0]
+        tags = trackers[0].client.get_experiment_by_name(named.name).tags
+        assert tags[tracking.KIND] == tracking.TRAINING
