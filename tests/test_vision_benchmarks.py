@@ -103,14 +103,10 @@ def _seed003_resnet_shapes(n: int, classes: int = 100) -> list[tuple[int, ...]]:
 def test_seed003_trains_the_seeds_own_networks() -> None:
     """Seed 003's "ResNet-32 → ResNet-8" are four times as wide as He et al.'s: its
     published 71.76% belongs to those networks, so the benchmark must train them."""
-    from kdbench.data import DataInfo
+    from test_models_zoo import CIFAR100, build
 
     raw = dict(BENCHMARKS)["seed003_cifar100_resnet32_resnet8"]
-    plugins = train.plugins()
-    info = DataInfo((3, 32, 32), 100, 100)
     for model, n in ((raw["student"]["name"], 1), (raw["teacher"]["model"], 5)):
-        entry = plugins.entry("students", model)
-        net = entry.factory(entry.make_params({}), info)
-        weights = sorted(tuple(p.shape) for name, p in net.named_parameters()
-                         if p.dim() > 1)
+        net = build(train.plugins(), model, CIFAR100)
+        weights = sorted(tuple(p.shape) for p in net.parameters() if p.dim() > 1)
         assert weights == sorted(_seed003_resnet_shapes(n)), model
